@@ -1,0 +1,366 @@
+/*
+ * config: the one table of settings and the loader that fills nps_config
+ * from defaults, a config file, NPSTREAM_* variables and flags.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "timestamp.h"
+
+typedef enum setting_type {
+    T_STRING,   /* char[] of `size` */
+    T_INT,      /* int64_t in [min, max] */
+    T_UINT32,   /* uint32_t in [min, max] */
+    T_UINT64,   /* uint64_t, any */
+    T_DURATION, /* int64_t ms from "5m" */
+    T_SHARE,    /* double in [0, 1] */
+    T_VIEWS,    /* repeatable NAME=DIM[,DIM...] */
+    T_WINDOWS,  /* list of durations */
+} setting_type;
+
+typedef struct setting {
+    const char *name; /* flag --name, variable NPSTREAM_NAME, file key name */
+    setting_type type;
+    size_t offset;
+    size_t size;
+    const char *default_value;
+    unsigned commands;
+    int64_t min, max;
+    const char *arg; /* placeholder in --help */
+    const char *help;
+} setting;
+
+#define FIELD(f) offsetof(nps_config, f), sizeof(((nps_config *)0)->f)
+
+static const setting settings[] = {
+    {"config", T_STRING, FIELD(config_file), "", NPS_CMD_CORE | NPS_CMD_GEN, 0, 0, "FILE",
+     "read settings from an INI file (key = value, keys as the flags without --)"},
+    {"view", T_VIEWS, FIELD(views), "", NPS_CMD_CORE, 0, 0, "NAME=DIM[,DIM...]",
+     "add a view: a named list of dimension fields (repeat the flag; in NPSTREAM_VIEW "
+     "separate views with ';'). The view `all` always exists"},
+    {"windows", T_WINDOWS, FIELD(windows), NPS_DEFAULT_WINDOWS, NPS_CMD_CORE, 0, 0, "LIST",
+     "sliding windows by event time, each in 60 panes; `total` is always added"},
+    {"max-segments", T_UINT32, FIELD(max_segments), "100000", NPS_CMD_CORE, 1, UINT32_MAX / 4,
+     "N", "segments per view; events of further segments count in `~overflow`"},
+    {"max-skew", T_DURATION, FIELD(max_skew_ms), "5m", NPS_CMD_CORE, 0, 0, "DURATION",
+     "events timestamped further ahead of now are invalid (reason future)"},
+    {"max-event-bytes", T_UINT64, FIELD(max_event_bytes), "1048576", NPS_CMD_CORE, 0, 0, "BYTES",
+     "larger messages are invalid (reason too_large)"},
+    {"now", T_INT, FIELD(now_ms), "0", NPS_CMD_CORE | NPS_CMD_GEN, 0, INT64_MAX / 4, "EPOCH_MS",
+     "pin the clock (tests, replays of old data); 0 means the wall clock"},
+    {"input", T_STRING, FIELD(input), "-", NPS_CMD_RUN, 0, 0, "FILE",
+     "JSON lines to aggregate, one event per line; - reads standard input"},
+    {"format", T_STRING, FIELD(format), "table", NPS_CMD_RUN, 0, 0, "table|json",
+     "how the final report is printed"},
+    {"batch-events", T_INT, FIELD(batch_events), "4096", NPS_CMD_RUN, 1, 1 << 24, "N",
+     "events a worker counts before it offers its delta to the merger"},
+    {"count", T_INT, FIELD(count), "10000", NPS_CMD_GEN, 0, INT64_MAX / 4, "N",
+     "events to generate"},
+    {"seed", T_UINT64, FIELD(seed), "1", NPS_CMD_GEN, 0, 0, "S",
+     "random seed: the same seed gives the same events"},
+    {"invalid-share", T_SHARE, FIELD(invalid_share), "0", NPS_CMD_GEN, 0, 0, "0..1",
+     "share of invalid messages in the output"},
+    {"output", T_STRING, FIELD(output), "-", NPS_CMD_GEN, 0, 0, "FILE",
+     "where generated JSON lines go; - is standard output"},
+};
+
+#define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+enum source_level { FROM_DEFAULT, FROM_FILE, FROM_ENV, FROM_FLAG };
+
+typedef struct loader {
+    nps_config *config;
+    unsigned command;
+    int views_level; /* the source the current views came from */
+    nps_error *err;
+    const char *source; /* for messages */
+    bool failed;
+} loader;
+
+static const setting *find_setting(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const char *s = settings[i].name;
+        if (strlen(s) != len)
+            continue;
+        size_t k = 0;
+        /* a file key may spell - as _ */
+        while (k < len && (s[k] == name[k] || (s[k] == '-' && name[k] == '_')))
+            k++;
+        if (k == len)
+            return &settings[i];
+    }
+    return NULL;
+}
+
+static bool parse_int(const char *text, int64_t *out)
+{
+    errno = 0;
+    char *end;
+    long long v = strtoll(text, &end, 10);
+    if (errno || end == text || *end)
+        return false;
+    *out = v;
+    return true;
+}
+
+static nps_status set_value(loader *ld, const setting *s, const char *value, int level)
+{
+    void *field = (char *)ld->config + s->offset;
+    nps_error inner;
+    int64_t integer;
+    switch (s->type) {
+    case T_STRING:
+        if (strlen(value) >= s->size) {
+            nps_error_set(ld->err, "%s (%s): longer than %zu bytes", s->name, ld->source,
+                          s->size - 1);
+            return NPS_ERR_INVALID;
+        }
+        strcpy(field, value);
+        return NPS_OK;
+    case T_INT:
+    case T_UINT32:
+        if (!parse_int(value, &integer) || integer < s->min || integer > s->max) {
+            nps_error_set(ld->err, "%s (%s): expected an integer in %" PRId64 "..%" PRId64
+                          ", got '%s'", s->name, ld->source, s->min, s->max, value);
+            return NPS_ERR_INVALID;
+        }
+        if (s->type == T_INT)
+            *(int64_t *)field = integer;
+        else
+            *(uint32_t *)field = (uint32_t)integer;
+        return NPS_OK;
+    case T_UINT64: {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(value, &end, 10);
+        if (errno || end == value || *end || value[0] == '-') {
+            nps_error_set(ld->err, "%s (%s): expected a non-negative integer, got '%s'",
+                          s->name, ld->source, value);
+            return NPS_ERR_INVALID;
+        }
+        *(uint64_t *)field = v;
+        return NPS_OK;
+    }
+    case T_DURATION:
+        if (!nps_duration_parse(value, &integer) && strcmp(value, "0") != 0) {
+            nps_error_set(ld->err, "%s (%s): expected a duration such as 30s, 5m, 1h; got '%s'",
+                          s->name, ld->source, value);
+            return NPS_ERR_INVALID;
+        }
+        *(int64_t *)field = strcmp(value, "0") == 0 ? 0 : integer;
+        return NPS_OK;
+    case T_SHARE: {
+        char *end;
+        double v = strtod(value, &end);
+        if (end == value || *end || !(v >= 0.0 && v <= 1.0)) {
+            nps_error_set(ld->err, "%s (%s): expected a number from 0 to 1, got '%s'",
+                          s->name, ld->source, value);
+            return NPS_ERR_INVALID;
+        }
+        *(double *)field = v;
+        return NPS_OK;
+    }
+    case T_WINDOWS:
+        if (nps_windows_parse(field, value, &inner) != NPS_OK) {
+            nps_error_set(ld->err, "%s (%s): %s", s->name, ld->source, inner.msg);
+            return NPS_ERR_INVALID;
+        }
+        snprintf(ld->config->windows_spec, sizeof(ld->config->windows_spec), "%s", value);
+        return NPS_OK;
+    case T_VIEWS: {
+        /* A source that names views replaces the views of weaker sources. */
+        if (level > ld->views_level) {
+            nps_views_init(field);
+            ld->views_level = level;
+        }
+        char *copy = strdup(value);
+        if (!copy) {
+            nps_error_set(ld->err, "out of memory");
+            return NPS_ERR_NOMEM;
+        }
+        nps_status status = NPS_OK;
+        char *save = NULL;
+        for (char *spec = strtok_r(copy, ";", &save); spec && status == NPS_OK;
+             spec = strtok_r(NULL, ";", &save)) {
+            while (isspace((unsigned char)*spec))
+                spec++;
+            if (!*spec)
+                continue;
+            status = nps_views_add(field, spec, &inner);
+            if (status != NPS_OK)
+                nps_error_set(ld->err, "%s (%s): %s", s->name, ld->source, inner.msg);
+        }
+        free(copy);
+        return status;
+    }
+    }
+    return NPS_ERR;
+}
+
+nps_status nps_config_init(nps_config *config, nps_error *err)
+{
+    memset(config, 0, sizeof(*config));
+    nps_views_init(&config->views);
+    loader ld = {.config = config, .err = err, .source = "default"};
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (settings[i].type != T_VIEWS && set_value(&ld, &settings[i], settings[i].default_value,
+                                                     FROM_DEFAULT) != NPS_OK)
+            return NPS_ERR;
+    return NPS_OK;
+}
+
+static bool applies(const setting *s, unsigned command)
+{
+    return (s->commands & command) ||
+           ((s->commands & NPS_CMD_CORE) && (command & NPS_CMD_RUN));
+}
+
+static int read_file_setting(void *user, const char *section, const char *name, const char *value)
+{
+    loader *ld = user;
+    (void)section; /* sections are allowed for readability, not meaning */
+    const setting *s = find_setting(name, strlen(name));
+    if (!s) {
+        nps_error_set(ld->err, "%s: unknown setting '%s'", ld->source, name);
+        ld->failed = true;
+        return 0;
+    }
+    if (!applies(s, ld->command) || s->offset == offsetof(nps_config, config_file))
+        return 1; /* a shared file may hold other commands' settings */
+    if (set_value(ld, s, value, FROM_FILE) != NPS_OK) {
+        ld->failed = true;
+        return 0;
+    }
+    return 1;
+}
+
+static void env_name(const setting *s, char *out, size_t out_size)
+{
+    size_t o = (size_t)snprintf(out, out_size, "NPSTREAM_");
+    for (const char *p = s->name; *p && o + 1 < out_size; p++)
+        out[o++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    out[o] = '\0';
+}
+
+static const char *env_lookup(char **envp, const char *name)
+{
+    size_t len = strlen(name);
+    for (char **e = envp; e && *e; e++)
+        if (strncmp(*e, name, len) == 0 && (*e)[len] == '=')
+            return *e + len + 1;
+    return NULL;
+}
+
+nps_status nps_config_load(nps_config *config, unsigned command, int argc, char **argv,
+                           char **envp, nps_error *err)
+{
+    if (nps_config_init(config, err) != NPS_OK)
+        return NPS_ERR;
+    loader ld = {.config = config, .command = command, .err = err};
+    char source[NPS_PATH_MAX + 16];
+
+    /* The config file first: flags and variables override it. */
+    const char *file = env_lookup(envp, "NPSTREAM_CONFIG");
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            file = argv[i + 1];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            file = argv[i] + 9;
+    }
+    if (file && *file) {
+        snprintf(config->config_file, sizeof(config->config_file), "%s", file);
+        snprintf(source, sizeof(source), "config file %s", file);
+        ld.source = source;
+        int rc = ini_parse(file, read_file_setting, &ld);
+        if (rc < 0) {
+            nps_error_set(err, "config file %s: cannot open it (%s)", file, strerror(errno));
+            return NPS_ERR_INVALID;
+        }
+        if (ld.failed)
+            return NPS_ERR_INVALID;
+        if (rc > 0) {
+            nps_error_set(err, "config file %s: line %d is not `key = value`", file, rc);
+            return NPS_ERR_INVALID;
+        }
+    }
+
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const setting *s = &settings[i];
+        char name[96];
+        env_name(s, name, sizeof(name));
+        const char *value = env_lookup(envp, name);
+        if (!value || !applies(s, command) || s->offset == offsetof(nps_config, config_file))
+            continue;
+        snprintf(source, sizeof(source), "from %s", name);
+        ld.source = source;
+        if (set_value(&ld, s, value, FROM_ENV) != NPS_OK)
+            return NPS_ERR_INVALID;
+    }
+
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strncmp(arg, "--", 2) != 0) {
+            nps_error_set(err, "unexpected argument '%s' (settings are --name VALUE)", arg);
+            return NPS_ERR_INVALID;
+        }
+        const char *name = arg + 2;
+        const char *eq = strchr(name, '=');
+        size_t name_len = eq ? (size_t)(eq - name) : strlen(name);
+        const setting *s = find_setting(name, name_len);
+        if (!s || !applies(s, command)) {
+            nps_error_set(err, "unknown option '%.*s' for this command (see --help)",
+                          (int)(name_len + 2), arg);
+            return NPS_ERR_INVALID;
+        }
+        const char *value = eq ? eq + 1 : NULL;
+        if (!value) {
+            if (i + 1 >= argc) {
+                nps_error_set(err, "--%s needs a value (%s)", s->name, s->arg);
+                return NPS_ERR_INVALID;
+            }
+            value = argv[++i];
+        }
+        if (s->offset == offsetof(nps_config, config_file))
+            continue; /* already read */
+        snprintf(source, sizeof(source), "from --%s", s->name);
+        ld.source = source;
+        if (set_value(&ld, s, value, FROM_FLAG) != NPS_OK)
+            return NPS_ERR_INVALID;
+    }
+
+    if (strcmp(config->format, "table") != 0 && strcmp(config->format, "json") != 0) {
+        nps_error_set(err, "format: expected table or json, got '%s'", config->format);
+        return NPS_ERR_INVALID;
+    }
+    if (config->max_event_bytes < 2 || config->max_event_bytes > (64u << 20)) {
+        nps_error_set(err, "max-event-bytes: expected 2..67108864, got %" PRIu64,
+                      config->max_event_bytes);
+        return NPS_ERR_INVALID;
+    }
+    return NPS_OK;
+}
+
+void nps_config_print_help(unsigned command, void *stream)
+{
+    FILE *out = stream;
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const setting *s = &settings[i];
+        if (!applies(s, command))
+            continue;
+        char flag[64], env[96];
+        snprintf(flag, sizeof(flag), "--%s %s", s->name, s->arg);
+        env_name(s, env, sizeof(env));
+        fprintf(out, "  %-34s %s\n  %-34s   [%s", flag, s->help, "", env);
+        if (*s->default_value)
+            fprintf(out, "; default %s", s->default_value);
+        fprintf(out, "]\n");
+    }
+}

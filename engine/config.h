@@ -1,0 +1,62 @@
+/*
+ * config: every setting of npstream, declared once in one table
+ * (config.c), read from defaults, then a config file (--config, INI
+ * "key = value"), then NPSTREAM_* environment variables, then flags; the
+ * later source wins. `npstream --help` prints the same table.
+ *
+ * A config is filled at start (cold path) and then only read.
+ */
+#ifndef NPS_CONFIG_H
+#define NPS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "npstream/nps.h"
+#include "view.h"
+#include "window.h"
+
+#define NPS_PATH_MAX 1024
+
+typedef struct nps_config {
+    char config_file[NPS_PATH_MAX];
+    nps_views views;
+    nps_windows windows;
+    char windows_spec[256];
+    uint32_t max_segments;    /* per view; past it `~overflow` */
+    int64_t max_skew_ms;      /* events further ahead are invalid (future) */
+    uint64_t max_event_bytes; /* larger messages are invalid (too_large) */
+    int64_t now_ms;           /* 0: the wall clock; else a pinned clock */
+    /* run */
+    char input[NPS_PATH_MAX]; /* JSON lines; "-" for stdin */
+    char format[16];          /* report format: table or json */
+    int64_t batch_events;     /* events per hand-off to the merger */
+    /* gen */
+    int64_t count;
+    uint64_t seed;
+    double invalid_share;
+    char output[NPS_PATH_MAX];
+} nps_config;
+
+/* Which command a setting belongs to, for --help and validation. */
+enum {
+    NPS_CMD_CORE = 1 << 0, /* every command that aggregates */
+    NPS_CMD_RUN = 1 << 1,
+    NPS_CMD_GEN = 1 << 2,
+};
+
+/* Defaults of every setting. */
+nps_status nps_config_init(nps_config *config, nps_error *err);
+
+/* Fill `config` for `command` (one of NPS_CMD_*) from its sources: the
+ * file named by --config or NPSTREAM_CONFIG, the environment, and argv
+ * (flags only, after the command word). On a bad setting, the message
+ * names the setting and its source. */
+nps_status nps_config_load(nps_config *config, unsigned command, int argc, char **argv,
+                           char **envp, nps_error *err);
+
+/* Print the settings of `command` with their flags, variables, defaults
+ * and descriptions. */
+void nps_config_print_help(unsigned command, void *stream);
+
+#endif

@@ -1,0 +1,267 @@
+/*
+ * delta: per-worker tables of (segment, fine pane) -> counts.
+ *
+ * The segment key is the view's dimension values in canonical form: for
+ * each dimension in view order, a 4-byte length and the bytes. Equal
+ * tuples are equal segments (percent-encoding is injective), so the
+ * segment string is built only by the merger, once per segment and
+ * hand-off, never per event. A 64-bit hash finds the candidate; the tuple
+ * comparison makes the match exact.
+ */
+#include "delta.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define INITIAL_SLOTS 1024u
+
+static inline uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+static bool view_alloc(nps_delta_view *dv)
+{
+    dv->segment_slots = calloc(INITIAL_SLOTS, sizeof(uint32_t));
+    dv->cell_slots = calloc(INITIAL_SLOTS, sizeof(uint32_t));
+    dv->segments = malloc(INITIAL_SLOTS / 2 * sizeof(nps_delta_segment));
+    dv->cells = malloc(INITIAL_SLOTS / 2 * sizeof(nps_cell));
+    dv->arena = malloc(16 * INITIAL_SLOTS);
+    dv->segment_slots_mask = dv->cell_slots_mask = INITIAL_SLOTS - 1;
+    dv->segments_cap = dv->cells_cap = INITIAL_SLOTS / 2;
+    dv->arena_cap = 16 * INITIAL_SLOTS;
+    dv->overflow_segment = NPS_SEGMENT_NONE;
+    return dv->segment_slots && dv->cell_slots && dv->segments && dv->cells && dv->arena;
+}
+
+static void view_free(nps_delta_view *dv)
+{
+    free(dv->segment_slots);
+    free(dv->cell_slots);
+    free(dv->segments);
+    free(dv->cells);
+    free(dv->arena);
+}
+
+nps_delta *nps_delta_new(int nviews, nps_error *err)
+{
+    nps_delta *delta = calloc(1, sizeof(*delta));
+    if (!delta)
+        goto out_nomem;
+    delta->nviews = nviews;
+    for (int v = 0; v < nviews; v++)
+        if (!view_alloc(&delta->views[v]))
+            goto out_free_delta;
+    return delta;
+
+out_free_delta:
+    nps_delta_destroy(delta);
+out_nomem:
+    nps_error_set(err, "out of memory for a delta table");
+    return NULL;
+}
+
+void nps_delta_destroy(nps_delta *delta)
+{
+    if (!delta)
+        return;
+    for (int v = 0; v < delta->nviews; v++)
+        view_free(&delta->views[v]);
+    free(delta);
+}
+
+void nps_delta_clear(nps_delta *delta)
+{
+    for (int v = 0; v < delta->nviews; v++) {
+        nps_delta_view *dv = &delta->views[v];
+        if (dv->nsegments)
+            memset(dv->segment_slots, 0, ((size_t)dv->segment_slots_mask + 1) * sizeof(uint32_t));
+        if (dv->ncells)
+            memset(dv->cell_slots, 0, ((size_t)dv->cell_slots_mask + 1) * sizeof(uint32_t));
+        dv->nsegments = dv->ncells = dv->arena_len = 0;
+        dv->overflow_segment = NPS_SEGMENT_NONE;
+    }
+    delta->messages = delta->counted = delta->late = delta->overflowed = 0;
+    memset(delta->invalid, 0, sizeof(delta->invalid));
+}
+
+bool nps_delta_is_empty(const nps_delta *delta)
+{
+    return delta->messages == 0;
+}
+
+/* Double a slot table and re-insert every entry. Cold: amortized. */
+static bool rehash(uint32_t **slots, uint32_t *mask, uint32_t count,
+                   uint64_t (*hash_of)(const nps_delta_view *, uint32_t), const nps_delta_view *dv)
+{
+    uint32_t new_mask = *mask * 2 + 1;
+    uint32_t *fresh = calloc((size_t)new_mask + 1, sizeof(uint32_t));
+    if (!fresh)
+        return false;
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t at = (uint32_t)hash_of(dv, i) & new_mask;
+        while (fresh[at])
+            at = (at + 1) & new_mask;
+        fresh[at] = i + 1;
+    }
+    free(*slots);
+    *slots = fresh;
+    *mask = new_mask;
+    return true;
+}
+
+static uint64_t segment_hash(const nps_delta_view *dv, uint32_t i)
+{
+    return dv->segments[i].hash;
+}
+
+static inline uint64_t cell_key_hash(uint32_t segment, int64_t pane)
+{
+    return mix64(((uint64_t)segment << 40) ^ (uint64_t)pane);
+}
+
+static uint64_t cell_hash(const nps_delta_view *dv, uint32_t i)
+{
+    return cell_key_hash(dv->cells[i].segment, dv->cells[i].pane);
+}
+
+static bool grow_array(void **array, uint32_t *cap, size_t elem_size)
+{
+    void *bigger = realloc(*array, (size_t)*cap * 2 * elem_size);
+    if (!bigger)
+        return false;
+    *array = bigger;
+    *cap *= 2;
+    return true;
+}
+
+static uint32_t tuple_len_of(const nps_view *view, const nps_str *dims)
+{
+    uint32_t len = 0;
+    for (int i = 0; i < view->ndims; i++)
+        len += 4 + (uint32_t)dims[view->dim[i]].len;
+    return len;
+}
+
+static bool tuple_equal(const nps_delta_view *dv, const nps_delta_segment *seg,
+                        const nps_view *view, const nps_str *dims)
+{
+    const char *p = dv->arena + seg->tuple_offset;
+    for (int i = 0; i < view->ndims; i++) {
+        const nps_str *value = &dims[view->dim[i]];
+        uint32_t len;
+        memcpy(&len, p, 4);
+        if (len != value->len || memcmp(p + 4, value->ptr, len) != 0)
+            return false;
+        p += 4 + len;
+    }
+    return true;
+}
+
+static uint32_t add_segment(nps_delta_view *dv, uint64_t hash, bool overflow)
+{
+    if (dv->nsegments == dv->segments_cap &&
+        !grow_array((void **)&dv->segments, &dv->segments_cap, sizeof(nps_delta_segment)))
+        return NPS_SEGMENT_NONE;
+    uint32_t index = dv->nsegments++;
+    dv->segments[index] = (nps_delta_segment){
+        .hash = hash, .tuple_offset = dv->arena_len, .overflow = overflow,
+        .memo_pane = NPS_PANE_LATE, .memo_cell = UINT32_MAX,
+    };
+    return index;
+}
+
+uint32_t nps_delta_segment_for(nps_delta *delta, const nps_views *views, int view,
+                               const nps_str *dims, const uint64_t *dim_hashes,
+                               uint32_t max_segments)
+{
+    nps_delta_view *dv = &delta->views[view];
+    const nps_view *v = &views->views[view];
+    uint64_t hash = 0x9e3779b97f4a7c15ULL * (uint64_t)(view + 1);
+    for (int i = 0; i < v->ndims; i++)
+        hash = mix64(hash ^ dim_hashes[v->dim[i]]);
+    uint32_t at = (uint32_t)hash & dv->segment_slots_mask;
+    for (uint32_t slot; (slot = dv->segment_slots[at]) != 0;
+         at = (at + 1) & dv->segment_slots_mask) {
+        const nps_delta_segment *seg = &dv->segments[slot - 1];
+        if (seg->hash == hash && !seg->overflow && tuple_equal(dv, seg, v, dims))
+            return slot - 1;
+    }
+    /* A new segment for this delta: cold relative to events. */
+    if (dv->nsegments - (dv->overflow_segment != NPS_SEGMENT_NONE) >= max_segments) {
+        delta->overflowed++;
+        if (dv->overflow_segment == NPS_SEGMENT_NONE)
+            dv->overflow_segment = add_segment(dv, 0, true);
+        return dv->overflow_segment;
+    }
+    uint32_t tuple_len = tuple_len_of(v, dims);
+    while (dv->arena_len + tuple_len > dv->arena_cap)
+        if (!grow_array((void **)&dv->arena, &dv->arena_cap, 1))
+            return NPS_SEGMENT_NONE;
+    uint32_t index = add_segment(dv, hash, false);
+    if (index == NPS_SEGMENT_NONE)
+        return NPS_SEGMENT_NONE;
+    char *p = dv->arena + dv->arena_len;
+    for (int i = 0; i < v->ndims; i++) {
+        const nps_str *value = &dims[v->dim[i]];
+        uint32_t len = (uint32_t)value->len;
+        memcpy(p, &len, 4);
+        if (len) /* an empty value may have a NULL pointer */
+            memcpy(p + 4, value->ptr, len);
+        p += 4 + len;
+    }
+    dv->segments[index].tuple_len = tuple_len;
+    dv->arena_len += tuple_len;
+    dv->segment_slots[at] = index + 1;
+    if (dv->nsegments * 2 > dv->segment_slots_mask &&
+        !rehash(&dv->segment_slots, &dv->segment_slots_mask, dv->nsegments, segment_hash, dv))
+        return NPS_SEGMENT_NONE;
+    return index;
+}
+
+nps_cell *nps_delta_cell_for(nps_delta *delta, int view, uint32_t segment, int64_t pane)
+{
+    nps_delta_view *dv = &delta->views[view];
+    nps_delta_segment *seg = &dv->segments[segment];
+    if (seg->memo_pane == pane && seg->memo_cell != UINT32_MAX)
+        return &dv->cells[seg->memo_cell];
+    uint32_t at = (uint32_t)cell_key_hash(segment, pane) & dv->cell_slots_mask;
+    uint32_t slot;
+    for (; (slot = dv->cell_slots[at]) != 0; at = (at + 1) & dv->cell_slots_mask) {
+        nps_cell *cell = &dv->cells[slot - 1];
+        if (cell->segment == segment && cell->pane == pane)
+            goto found;
+    }
+    if (dv->ncells == dv->cells_cap &&
+        !grow_array((void **)&dv->cells, &dv->cells_cap, sizeof(nps_cell)))
+        return NULL;
+    slot = ++dv->ncells;
+    dv->cells[slot - 1] = (nps_cell){.pane = pane, .segment = segment};
+    dv->cell_slots[at] = slot;
+    if (dv->ncells * 2 > dv->cell_slots_mask &&
+        !rehash(&dv->cell_slots, &dv->cell_slots_mask, dv->ncells, cell_hash, dv))
+        return NULL;
+found:
+    seg->memo_pane = pane;
+    seg->memo_cell = slot - 1;
+    return &dv->cells[slot - 1];
+}
+
+void nps_delta_segment_values(const nps_delta *delta, const nps_views *views, int view,
+                              uint32_t segment, nps_str *values)
+{
+    const nps_delta_view *dv = &delta->views[view];
+    const nps_view *v = &views->views[view];
+    const char *p = dv->arena + dv->segments[segment].tuple_offset;
+    for (int i = 0; i < v->ndims; i++) {
+        uint32_t len;
+        memcpy(&len, p, 4);
+        values[v->dim[i]] = (nps_str){p + 4, len};
+        p += 4 + len;
+    }
+}

@@ -1,0 +1,96 @@
+/*
+ * delta: what one worker counted since its last hand-off, per view, keyed
+ * by (segment, fine pane).
+ *
+ * Ownership: a delta is written by exactly one thread at a time: its
+ * worker while it counts, the merger after nps_handoff_take_spsc until
+ * nps_handoff_give_back_spsc (handoff.h gives the memory ordering).
+ *
+ * Layout per view: a segment table (the view's dimension values in a
+ * canonical byte form -> segment record) and a cell table
+ * ((segment, pane) -> score histogram). Both are open-addressing tables
+ * whose capacity is kept across nps_delta_clear, so a worker in steady
+ * state allocates nothing; a table grows (doubling) only when a batch
+ * touches more pairs than any batch before.
+ */
+#ifndef NPS_DELTA_H
+#define NPS_DELTA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "event_parse.h"
+#include "npstream/nps.h"
+#include "view.h"
+#include "window.h"
+
+#define NPS_SEGMENT_NONE UINT32_MAX
+
+/* One (segment, fine pane) of one view: 64 bytes, one cache line. */
+typedef struct nps_cell {
+    int64_t pane; /* fine pane index, or NPS_PANE_LATE */
+    uint32_t segment;
+    uint32_t sent;
+    uint32_t h[NPS_BUCKETS];
+    uint32_t reserved;
+} nps_cell;
+
+typedef struct nps_delta_segment {
+    uint64_t hash;
+    uint32_t tuple_offset; /* canonical dimension values in the arena */
+    uint32_t tuple_len;
+    bool overflow;         /* the view's `~overflow` segment */
+    uint32_t memo_cell;    /* last cell used: most events hit the same pane */
+    int64_t memo_pane;
+} nps_delta_segment;
+
+typedef struct nps_delta_view {
+    uint32_t *segment_slots; /* index + 1 into segments; 0 = empty */
+    uint32_t segment_slots_mask;
+    nps_delta_segment *segments;
+    uint32_t nsegments, segments_cap;
+    uint32_t *cell_slots; /* index + 1 into cells; 0 = empty */
+    uint32_t cell_slots_mask;
+    nps_cell *cells;
+    uint32_t ncells, cells_cap;
+    char *arena;
+    uint32_t arena_len, arena_cap;
+    uint32_t overflow_segment; /* NPS_SEGMENT_NONE until used */
+} nps_delta_view;
+
+typedef struct nps_delta {
+    int nviews;
+    nps_delta_view views[NPS_MAX_VIEWS];
+    uint64_t messages;                       /* every message offered */
+    uint64_t counted;                        /* valid events counted */
+    uint64_t invalid[NPS_INVALID_REASONS];   /* by reason */
+    uint64_t late;                           /* counted in `total` only */
+    uint64_t overflowed;                     /* (event, view) pairs sent to `~overflow` */
+} nps_delta;
+
+nps_delta *nps_delta_new(int nviews, nps_error *err);
+void nps_delta_destroy(nps_delta *delta);
+
+/* Empty the delta, keeping its capacity. Cost: its table sizes. */
+void nps_delta_clear(nps_delta *delta);
+
+bool nps_delta_is_empty(const nps_delta *delta);
+
+/* @locality owner. The segment of `view` for the dimension values, found
+ * or added; past max_segments distinct segments, the overflow segment.
+ * Returns NPS_SEGMENT_NONE only when memory runs out. */
+uint32_t nps_delta_segment_for(nps_delta *delta, const nps_views *views, int view,
+                               const nps_str *dims, const uint64_t *dim_hashes,
+                               uint32_t max_segments);
+
+/* @locality owner. The cell of (segment, pane), found or added; NULL only
+ * when memory runs out. */
+nps_cell *nps_delta_cell_for(nps_delta *delta, int view, uint32_t segment, int64_t pane);
+
+/* Decode a segment's canonical tuple into dimension values indexed as
+ * nps_views.dim_names (the view's dimensions only; others untouched). */
+void nps_delta_segment_values(const nps_delta *delta, const nps_views *views, int view,
+                              uint32_t segment, nps_str *values);
+
+#endif

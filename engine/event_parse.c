@@ -1,0 +1,304 @@
+/*
+ * event_parse: the event contract on top of json_scan.
+ *
+ * Hot path: one pass over the message, a short table look-up per key, no
+ * allocation, no lock. Strings without escapes are used in place; escaped
+ * ones are decoded into the parser's scratch buffer, which is as large as
+ * the largest accepted message, so decoding (which never grows a string)
+ * always fits.
+ */
+#include "event_parse.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json_scan.h"
+#include "timestamp.h"
+
+enum field_role {
+    ROLE_NONE = 0,
+    ROLE_SCORE = 1 << 0,
+    ROLE_TS = 1 << 1,
+    ROLE_TYPE = 1 << 2,
+    ROLE_ID = 1 << 3,
+    ROLE_VALUE = 1 << 4,
+    ROLE_COMMENT = 1 << 5,
+};
+
+#define MAX_FIELDS (NPS_MAX_DIMS + 6)
+
+typedef struct field {
+    const char *name;
+    size_t len;
+    unsigned roles;
+    int dim; /* -1 when not a dimension */
+} field;
+
+struct nps_event_parser {
+    size_t max_event_bytes;
+    int ndims;
+    int nfields;
+    field fields[MAX_FIELDS];
+    char int_text[NPS_MAX_DIMS][24]; /* decimal form of integer dimensions */
+    char *scratch;                   /* max_event_bytes: decoded strings */
+    size_t scratch_used;
+};
+
+static const char *const reason_names[NPS_INVALID_REASONS] = {
+    [NPS_VALID] = "valid",
+    [NPS_INVALID_TOO_LARGE] = "too_large",
+    [NPS_INVALID_JSON] = "malformed_json",
+    [NPS_INVALID_MISSING_SCORE] = "missing_score",
+    [NPS_INVALID_SCORE] = "bad_score",
+    [NPS_INVALID_TS] = "bad_ts",
+    [NPS_INVALID_TYPE] = "bad_type",
+    [NPS_INVALID_DIMENSION] = "bad_dimension",
+    [NPS_INVALID_FIELD] = "bad_field",
+    [NPS_INVALID_FUTURE] = "future",
+};
+
+const char *nps_invalid_reason_name(nps_invalid_reason reason)
+{
+    if ((unsigned)reason >= NPS_INVALID_REASONS)
+        return "unknown";
+    return reason_names[reason];
+}
+
+static field *field_for(nps_event_parser *parser, const char *name, size_t len)
+{
+    for (int i = 0; i < parser->nfields; i++)
+        if (parser->fields[i].len == len && memcmp(parser->fields[i].name, name, len) == 0)
+            return &parser->fields[i];
+    field *f = &parser->fields[parser->nfields++];
+    *f = (field){.name = name, .len = len, .dim = -1};
+    return f;
+}
+
+nps_event_parser *nps_event_parser_new(const nps_views *views, size_t max_event_bytes,
+                                       nps_error *err)
+{
+    static const struct {
+        const char *name;
+        unsigned role;
+    } contract_fields[] = {
+        {"score", ROLE_SCORE}, {"ts", ROLE_TS},       {"type", ROLE_TYPE},
+        {"id", ROLE_ID},       {"value", ROLE_VALUE}, {"comment", ROLE_COMMENT},
+    };
+    if (max_event_bytes == 0) {
+        nps_error_set(err, "max event size must be positive");
+        return NULL;
+    }
+    nps_event_parser *parser = calloc(1, sizeof(*parser));
+    if (!parser)
+        goto out_nomem;
+    parser->scratch = malloc(max_event_bytes);
+    if (!parser->scratch)
+        goto out_free_parser;
+    parser->max_event_bytes = max_event_bytes;
+    /* Most frequent keys first: the look-up is a short linear scan. */
+    for (size_t i = 0; i < sizeof(contract_fields) / sizeof(contract_fields[0]); i++)
+        field_for(parser, contract_fields[i].name, strlen(contract_fields[i].name))->roles |=
+            contract_fields[i].role;
+    parser->ndims = views->ndims;
+    for (int d = 0; d < views->ndims; d++)
+        field_for(parser, views->dim_names[d], strlen(views->dim_names[d]))->dim = d;
+    return parser;
+
+out_free_parser:
+    free(parser);
+out_nomem:
+    nps_error_set(err, "out of memory for an event parser of %zu bytes", max_event_bytes);
+    return NULL;
+}
+
+void nps_event_parser_destroy(nps_event_parser *parser)
+{
+    if (!parser)
+        return;
+    free(parser->scratch);
+    free(parser);
+}
+
+/* The string's bytes, decoded when it holds escapes. */
+static nps_str string_of(nps_event_parser *parser, const nps_json_value *v)
+{
+    if (!v->escaped)
+        return (nps_str){v->ptr, v->len};
+    char *out = parser->scratch + parser->scratch_used;
+    size_t len = nps_json_unescape(v->ptr, v->len, out);
+    parser->scratch_used += len;
+    return (nps_str){out, len};
+}
+
+static nps_invalid_reason invalid(char *detail, size_t detail_size, nps_invalid_reason reason,
+                                  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static nps_invalid_reason invalid(char *detail, size_t detail_size, nps_invalid_reason reason,
+                                  const char *fmt, ...)
+{
+    if (detail && detail_size) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(detail, detail_size, fmt, ap);
+        va_end(ap);
+    }
+    return reason;
+}
+
+/* A printable excerpt of a value for error details. */
+#define EXCERPT(v) (int)((v)->len > 40 ? 40 : (v)->len), (v)->ptr
+
+static nps_invalid_reason apply_field(nps_event_parser *parser, const field *f,
+                                      const nps_json_value *v, nps_event *ev,
+                                      bool *has_score, char *detail, size_t detail_size)
+{
+    int64_t integer;
+    if (f->roles & ROLE_SCORE) {
+        if (v->type != NPS_JSON_NUMBER || !nps_json_number_integral(v->ptr, v->len, &integer) ||
+            integer < 0 || integer > NPS_SCORE_MAX)
+            return invalid(detail, detail_size, NPS_INVALID_SCORE,
+                           "score must be an integer 0..10, got %.*s", EXCERPT(v));
+        ev->score = (int)integer;
+        *has_score = true;
+    }
+    if (f->roles & ROLE_TS) {
+        if (v->type == NPS_JSON_NUMBER && nps_json_number_integral(v->ptr, v->len, &integer)) {
+            ev->ts_ms = integer;
+            ev->has_ts = true;
+        } else if (v->type == NPS_JSON_STRING && !v->escaped &&
+                   nps_rfc3339_parse(v->ptr, v->len, &ev->ts_ms)) {
+            ev->has_ts = true;
+        } else if (v->type == NPS_JSON_NULL) {
+            ev->has_ts = false;
+        } else {
+            return invalid(detail, detail_size, NPS_INVALID_TS,
+                           "ts must be epoch milliseconds or RFC 3339, got %.*s", EXCERPT(v));
+        }
+    }
+    if (f->roles & ROLE_TYPE) {
+        nps_str s = v->type == NPS_JSON_STRING ? string_of(parser, v) : (nps_str){0};
+        if (v->type == NPS_JSON_STRING && s.len == 8 && memcmp(s.ptr, "response", 8) == 0)
+            ev->sent = false;
+        else if (v->type == NPS_JSON_STRING && s.len == 4 && memcmp(s.ptr, "sent", 4) == 0)
+            ev->sent = true;
+        else if (v->type != NPS_JSON_NULL)
+            return invalid(detail, detail_size, NPS_INVALID_TYPE,
+                           "type must be \"response\" or \"sent\", got %.*s", EXCERPT(v));
+    }
+    if (f->roles & ROLE_ID) {
+        if (v->type == NPS_JSON_STRING || v->type == NPS_JSON_NUMBER)
+            ev->id = v->type == NPS_JSON_STRING ? string_of(parser, v) : (nps_str){v->ptr, v->len};
+        else if (v->type != NPS_JSON_NULL)
+            return invalid(detail, detail_size, NPS_INVALID_FIELD,
+                           "id must be a string or a number, got %.*s", EXCERPT(v));
+    }
+    if (f->roles & ROLE_COMMENT) {
+        if (v->type == NPS_JSON_STRING)
+            ev->comment = string_of(parser, v);
+        else if (v->type != NPS_JSON_NULL)
+            return invalid(detail, detail_size, NPS_INVALID_FIELD,
+                           "comment must be a string, got %.*s", EXCERPT(v));
+    }
+    if (f->roles & ROLE_VALUE) {
+        char text[64];
+        char *end;
+        if (v->type == NPS_JSON_NUMBER && v->len < sizeof(text)) {
+            memcpy(text, v->ptr, v->len);
+            text[v->len] = '\0';
+            ev->value = strtod(text, &end);
+            ev->has_value = isfinite(ev->value);
+        }
+        if (v->type == NPS_JSON_NULL)
+            ev->has_value = false;
+        else if (v->type != NPS_JSON_NUMBER || !ev->has_value)
+            return invalid(detail, detail_size, NPS_INVALID_FIELD,
+                           "value must be a finite number, got %.*s", EXCERPT(v));
+    }
+    if (f->dim >= 0) {
+        nps_str *dim = &ev->dims[f->dim];
+        if (v->type == NPS_JSON_STRING) {
+            *dim = string_of(parser, v);
+        } else if (v->type == NPS_JSON_NULL) {
+            *dim = (nps_str){0};
+        } else if (v->type == NPS_JSON_NUMBER && nps_json_number_integral(v->ptr, v->len, &integer)) {
+            char *text = parser->int_text[f->dim];
+            int n = snprintf(text, sizeof(parser->int_text[0]), "%" PRId64, integer);
+            *dim = (nps_str){text, (size_t)n};
+        } else {
+            return invalid(detail, detail_size, NPS_INVALID_DIMENSION,
+                           "dimension %s must be a string, an integer or null, got %.*s",
+                           f->name, EXCERPT(v));
+        }
+    }
+    return NPS_VALID;
+}
+
+nps_invalid_reason nps_event_parse(nps_event_parser *parser, const char *msg, size_t len,
+                                   nps_event *ev, char *detail, size_t detail_size)
+{
+    if (len > parser->max_event_bytes)
+        return invalid(detail, detail_size, NPS_INVALID_TOO_LARGE,
+                       "message of %zu bytes exceeds the limit of %zu", len,
+                       parser->max_event_bytes);
+    nps_json_iter it;
+    nps_json_err jerr = nps_json_object_open(&it, msg, len);
+    if (jerr != NPS_JSON_OK)
+        return invalid(detail, detail_size, NPS_INVALID_JSON, "%s at byte %zu",
+                       nps_json_strerror(jerr), nps_json_offset(&it));
+    ev->has_ts = false;
+    ev->sent = false;
+    ev->score = -1;
+    ev->has_value = false;
+    ev->id = (nps_str){0};
+    ev->comment = (nps_str){0};
+    memset(ev->dims, 0, sizeof(ev->dims[0]) * (size_t)parser->ndims);
+    parser->scratch_used = 0;
+    bool has_score = false;
+    nps_invalid_reason reason = NPS_VALID;
+    nps_json_value key, value;
+    int more;
+    while ((more = nps_json_object_next(&it, &key, &value)) > 0) {
+        const char *name = key.ptr;
+        size_t name_len = key.len;
+        char decoded[NPS_NAME_MAX];
+        if (key.escaped) {
+            if (key.len >= 6 * NPS_NAME_MAX)
+                continue; /* too long to be any field we know */
+            char wide[6 * NPS_NAME_MAX];
+            name_len = nps_json_unescape(key.ptr, key.len, wide);
+            if (name_len >= sizeof(decoded))
+                continue;
+            memcpy(decoded, wide, name_len);
+            name = decoded;
+        }
+        const field *f = NULL;
+        for (int i = 0; i < parser->nfields; i++) {
+            if (parser->fields[i].len == name_len &&
+                memcmp(parser->fields[i].name, name, name_len) == 0) {
+                f = &parser->fields[i];
+                break;
+            }
+        }
+        /* Keep scanning after a bad field: malformed JSON later in the
+         * message is the more basic reason and must win. */
+        if (f && reason == NPS_VALID)
+            reason = apply_field(parser, f, &value, ev, &has_score, detail, detail_size);
+    }
+    if (more < 0)
+        return invalid(detail, detail_size, NPS_INVALID_JSON, "%s at byte %zu",
+                       nps_json_strerror(it.err), nps_json_offset(&it));
+    if (reason != NPS_VALID)
+        return reason;
+    if (ev->sent) {
+        ev->score = -1; /* an invitation carries no score to count */
+        return NPS_VALID;
+    }
+    if (!has_score)
+        return invalid(detail, detail_size, NPS_INVALID_MISSING_SCORE,
+                       "a response needs a score 0..10");
+    return NPS_VALID;
+}

@@ -1,0 +1,618 @@
+/*
+ * json_scan: strict single-pass scanner of one top-level JSON object.
+ *
+ * Invariants: the scanner never reads past `end`, never writes, and accepts
+ * exactly RFC 8259 texts whose top-level value is an object (with nesting
+ * at most NPS_JSON_MAX_DEPTH). Every scan_* helper takes the position of
+ * the first byte of its token and returns the position just past it, or
+ * NULL with *err set.
+ */
+#include "json_scan.h"
+
+#include <string.h>
+
+enum { ST_FIRST, ST_NEXT, ST_DONE, ST_ERROR };
+
+/* Byte classes for the string fast path: 0 = plain, 1 = needs a look. */
+static const unsigned char string_special[256] = {
+    /* control characters */
+    [0x00] = 1, [0x01] = 1, [0x02] = 1, [0x03] = 1, [0x04] = 1, [0x05] = 1,
+    [0x06] = 1, [0x07] = 1, [0x08] = 1, [0x09] = 1, [0x0a] = 1, [0x0b] = 1,
+    [0x0c] = 1, [0x0d] = 1, [0x0e] = 1, [0x0f] = 1, [0x10] = 1, [0x11] = 1,
+    [0x12] = 1, [0x13] = 1, [0x14] = 1, [0x15] = 1, [0x16] = 1, [0x17] = 1,
+    [0x18] = 1, [0x19] = 1, [0x1a] = 1, [0x1b] = 1, [0x1c] = 1, [0x1d] = 1,
+    [0x1e] = 1, [0x1f] = 1, ['"'] = 1, ['\\'] = 1,
+    /* every byte >= 0x80 starts or continues a UTF-8 sequence */
+    [0x80 ... 0xff] = 1,
+};
+
+static inline const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    return p;
+}
+
+static inline int hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Four hex digits at p (p + 4 <= end checked by the caller). */
+static inline long read_hex4(const char *p)
+{
+    long v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hex_value((unsigned char)p[i]);
+        if (h < 0)
+            return -1;
+        v = (v << 4) | h;
+    }
+    return v;
+}
+
+/* One UTF-8 sequence starting at p (first byte >= 0x80). Rejects overlong
+ * forms, surrogates and code points past U+10FFFF (RFC 3629). */
+static const char *scan_utf8(const char *p, const char *end, nps_json_err *err)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    size_t avail = (size_t)(end - p);
+    unsigned char c = u[0];
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        if (c == 0xe0)
+            lo = 0xa0;
+        else if (c == 0xed)
+            hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        if (c == 0xf0)
+            lo = 0x90;
+        else if (c == 0xf4)
+            hi = 0x8f;
+    } else {
+        *err = NPS_JSON_BAD_UTF8;
+        return NULL;
+    }
+    if (avail < n || u[1] < lo || u[1] > hi) {
+        *err = NPS_JSON_BAD_UTF8;
+        return NULL;
+    }
+    for (size_t i = 2; i < n; i++) {
+        if ((u[i] & 0xc0) != 0x80) {
+            *err = NPS_JSON_BAD_UTF8;
+            return NULL;
+        }
+    }
+    return p + n;
+}
+
+/* p points at the opening quote. */
+static const char *scan_string(const char *p, const char *end, bool *escaped,
+                               nps_json_err *err)
+{
+    p++;
+    for (;;) {
+        while (p < end && !string_special[(unsigned char)*p])
+            p++;
+        if (p >= end) {
+            *err = NPS_JSON_SYNTAX;
+            return NULL;
+        }
+        unsigned char c = (unsigned char)*p;
+        if (c == '"')
+            return p + 1;
+        if (c >= 0x80) {
+            p = scan_utf8(p, end, err);
+            if (!p)
+                return NULL;
+            continue;
+        }
+        if (c != '\\') { /* unescaped control character */
+            *err = NPS_JSON_BAD_STRING;
+            return NULL;
+        }
+        *escaped = true;
+        if (end - p < 2) {
+            *err = NPS_JSON_SYNTAX;
+            return NULL;
+        }
+        switch (p[1]) {
+        case '"': case '\\': case '/': case 'b':
+        case 'f': case 'n': case 'r': case 't':
+            p += 2;
+            continue;
+        case 'u':
+            break;
+        default:
+            *err = NPS_JSON_BAD_STRING;
+            return NULL;
+        }
+        if (end - p < 6) {
+            *err = NPS_JSON_SYNTAX;
+            return NULL;
+        }
+        long cp = read_hex4(p + 2);
+        if (cp < 0) {
+            *err = NPS_JSON_BAD_STRING;
+            return NULL;
+        }
+        p += 6;
+        if (cp >= 0xdc00 && cp <= 0xdfff) { /* lone low surrogate */
+            *err = NPS_JSON_BAD_STRING;
+            return NULL;
+        }
+        if (cp >= 0xd800 && cp <= 0xdbff) { /* must pair with a low one */
+            if (end - p < 6 || p[0] != '\\' || p[1] != 'u') {
+                *err = NPS_JSON_BAD_STRING;
+                return NULL;
+            }
+            long low = read_hex4(p + 2);
+            if (low < 0xdc00 || low > 0xdfff) {
+                *err = NPS_JSON_BAD_STRING;
+                return NULL;
+            }
+            p += 6;
+        }
+    }
+}
+
+static inline bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)? */
+static const char *scan_number(const char *p, const char *end,
+                               nps_json_err *err)
+{
+    if (p < end && *p == '-')
+        p++;
+    if (p >= end || !is_digit(*p))
+        goto bad;
+    if (*p == '0') {
+        p++;
+    } else {
+        while (p < end && is_digit(*p))
+            p++;
+    }
+    if (p < end && *p == '.') {
+        p++;
+        if (p >= end || !is_digit(*p))
+            goto bad;
+        while (p < end && is_digit(*p))
+            p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        if (p >= end || !is_digit(*p))
+            goto bad;
+        while (p < end && is_digit(*p))
+            p++;
+    }
+    /* A number must end at a delimiter: "1x" or "01" is not JSON. */
+    if (p < end && !(*p == ',' || *p == '}' || *p == ']' || *p == ' ' ||
+                     *p == '\n' || *p == '\r' || *p == '\t'))
+        goto bad;
+    return p;
+bad:
+    *err = NPS_JSON_BAD_NUMBER;
+    return NULL;
+}
+
+static const char *scan_literal(const char *p, const char *end,
+                                const char *word, size_t n, nps_json_err *err)
+{
+    if ((size_t)(end - p) < n || memcmp(p, word, n) != 0) {
+        *err = NPS_JSON_SYNTAX;
+        return NULL;
+    }
+    return p + n;
+}
+
+/* A scalar at p, or NULL with *err; v filled. */
+static const char *scan_scalar(const char *p, const char *end,
+                               nps_json_value *v, nps_json_err *err)
+{
+    const char *q;
+    switch (*p) {
+    case '"':
+        v->type = NPS_JSON_STRING;
+        v->escaped = false;
+        q = scan_string(p, end, &v->escaped, err);
+        if (q) {
+            v->ptr = p + 1;
+            v->len = (size_t)(q - p - 2);
+        }
+        return q;
+    case 't':
+        v->type = NPS_JSON_TRUE;
+        q = scan_literal(p, end, "true", 4, err);
+        break;
+    case 'f':
+        v->type = NPS_JSON_FALSE;
+        q = scan_literal(p, end, "false", 5, err);
+        break;
+    case 'n':
+        v->type = NPS_JSON_NULL;
+        q = scan_literal(p, end, "null", 4, err);
+        break;
+    default:
+        v->type = NPS_JSON_NUMBER;
+        q = scan_number(p, end, err);
+        break;
+    }
+    if (q) {
+        v->ptr = p;
+        v->len = (size_t)(q - p);
+    }
+    return q;
+}
+
+/*
+ * Validate and skip a nested object or array starting at p ('{' or '['),
+ * iteratively: the kind of each open level is one bit of `kinds`, so depth
+ * costs no recursion and no allocation. `depth` is the nesting of p.
+ */
+static const char *skip_nested(const char *p, const char *end, int depth,
+                               nps_json_err *err)
+{
+    uint64_t kinds = 0; /* bit i set: level i is an object */
+    int level = -1;
+    nps_json_value scratch;
+    for (;;) {
+        /* p is at the start of a value */
+        if (*p == '{' || *p == '[') {
+            if (depth + level + 1 >= NPS_JSON_MAX_DEPTH) {
+                *err = NPS_JSON_TOO_DEEP;
+                return NULL;
+            }
+            level++;
+            bool is_object = *p == '{';
+            if (is_object)
+                kinds |= (uint64_t)1 << level;
+            else
+                kinds &= ~((uint64_t)1 << level);
+            p = skip_ws(p + 1, end);
+            if (p >= end)
+                goto syntax;
+            if (*p == (is_object ? '}' : ']')) {
+                p++;
+                goto closed;
+            }
+            if (is_object)
+                goto key;
+            continue;
+        }
+        p = scan_scalar(p, end, &scratch, err);
+        if (!p)
+            return NULL;
+    closed:
+        /* after a complete value at nesting `level` */
+        for (;;) {
+            if (level < 0)
+                return p;
+            p = skip_ws(p, end);
+            if (p >= end)
+                goto syntax;
+            bool in_object = (kinds >> level) & 1;
+            if (*p == ',') {
+                p = skip_ws(p + 1, end);
+                if (p >= end)
+                    goto syntax;
+                if (in_object)
+                    goto key;
+                break;
+            }
+            if (*p != (in_object ? '}' : ']'))
+                goto syntax;
+            p++;
+            level--;
+        }
+        continue;
+    key:
+        if (*p != '"')
+            goto syntax;
+        p = scan_string(p, end, &scratch.escaped, err);
+        if (!p)
+            return NULL;
+        p = skip_ws(p, end);
+        if (p >= end || *p != ':')
+            goto syntax;
+        p = skip_ws(p + 1, end);
+        if (p >= end)
+            goto syntax;
+    }
+syntax:
+    *err = NPS_JSON_SYNTAX;
+    return NULL;
+}
+
+nps_json_err nps_json_object_open(nps_json_iter *it, const char *json,
+                                  size_t len)
+{
+    it->start = json;
+    it->end = json + len;
+    it->p = skip_ws(json, it->end);
+    it->err = NPS_JSON_OK;
+    it->state = ST_ERROR;
+    if (it->p >= it->end)
+        return it->err = NPS_JSON_EMPTY;
+    char c = *it->p;
+    if (c != '{') {
+        bool other_value = c == '[' || c == '"' || c == '-' || is_digit(c) ||
+                           c == 't' || c == 'f' || c == 'n';
+        return it->err = other_value ? NPS_JSON_NOT_OBJECT : NPS_JSON_SYNTAX;
+    }
+    it->p++;
+    it->state = ST_FIRST;
+    return NPS_JSON_OK;
+}
+
+static int iter_fail(nps_json_iter *it, nps_json_err err, const char *at)
+{
+    it->err = err;
+    it->state = ST_ERROR;
+    if (at)
+        it->p = at;
+    return -1;
+}
+
+int nps_json_object_next(nps_json_iter *it, nps_json_value *key,
+                         nps_json_value *value)
+{
+    const char *p = it->p, *end = it->end;
+    nps_json_err err = NPS_JSON_SYNTAX;
+    switch (it->state) {
+    case ST_DONE:
+        return 0;
+    case ST_ERROR:
+        return -1;
+    case ST_FIRST:
+        p = skip_ws(p, end);
+        if (p < end && *p == '}') {
+            p++;
+            goto close;
+        }
+        break;
+    default: /* ST_NEXT: after a value */
+        p = skip_ws(p, end);
+        if (p >= end)
+            return iter_fail(it, NPS_JSON_SYNTAX, p);
+        if (*p == '}') {
+            p++;
+            goto close;
+        }
+        if (*p != ',')
+            return iter_fail(it, NPS_JSON_SYNTAX, p);
+        p = skip_ws(p + 1, end);
+        break;
+    }
+    if (p >= end || *p != '"')
+        return iter_fail(it, NPS_JSON_SYNTAX, p);
+    key->type = NPS_JSON_STRING;
+    key->escaped = false;
+    const char *q = scan_string(p, end, &key->escaped, &err);
+    if (!q)
+        return iter_fail(it, err, p);
+    key->ptr = p + 1;
+    key->len = (size_t)(q - p - 2);
+    p = skip_ws(q, end);
+    if (p >= end || *p != ':')
+        return iter_fail(it, NPS_JSON_SYNTAX, p);
+    p = skip_ws(p + 1, end);
+    if (p >= end)
+        return iter_fail(it, NPS_JSON_SYNTAX, p);
+    if (*p == '{' || *p == '[') {
+        value->type = *p == '{' ? NPS_JSON_OBJECT : NPS_JSON_ARRAY;
+        value->escaped = false;
+        q = skip_nested(p, end, 1, &err);
+        if (!q)
+            return iter_fail(it, err, p);
+        value->ptr = p;
+        value->len = (size_t)(q - p);
+    } else {
+        q = scan_scalar(p, end, value, &err);
+        if (!q)
+            return iter_fail(it, err, p);
+    }
+    it->p = q;
+    it->state = ST_NEXT;
+    return 1;
+close:
+    p = skip_ws(p, end);
+    if (p != end)
+        return iter_fail(it, NPS_JSON_TRAILING, p);
+    it->p = p;
+    it->state = ST_DONE;
+    return 0;
+}
+
+size_t nps_json_offset(const nps_json_iter *it)
+{
+    return (size_t)(it->p - it->start);
+}
+
+const char *nps_json_strerror(nps_json_err err)
+{
+    switch (err) {
+    case NPS_JSON_OK: return "ok";
+    case NPS_JSON_EMPTY: return "empty message";
+    case NPS_JSON_NOT_OBJECT: return "top-level value is not an object";
+    case NPS_JSON_SYNTAX: return "JSON syntax error";
+    case NPS_JSON_BAD_STRING: return "invalid string (control character, escape or surrogate)";
+    case NPS_JSON_BAD_UTF8: return "invalid UTF-8 in a string";
+    case NPS_JSON_BAD_NUMBER: return "invalid number";
+    case NPS_JSON_TOO_DEEP: return "nesting too deep";
+    case NPS_JSON_TRAILING: return "text after the closing brace";
+    }
+    return "unknown JSON error";
+}
+
+static size_t put_utf8(char *out, long cp)
+{
+    unsigned char *u = (unsigned char *)out;
+    if (cp < 0x80) {
+        u[0] = (unsigned char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        u[0] = (unsigned char)(0xc0 | (cp >> 6));
+        u[1] = (unsigned char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        u[0] = (unsigned char)(0xe0 | (cp >> 12));
+        u[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+        u[2] = (unsigned char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    u[0] = (unsigned char)(0xf0 | (cp >> 18));
+    u[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
+    u[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+    u[3] = (unsigned char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+size_t nps_json_unescape(const char *raw, size_t len, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        if (raw[i] != '\\') {
+            out[o++] = raw[i++];
+            continue;
+        }
+        char c = raw[i + 1];
+        i += 2;
+        switch (c) {
+        case 'b': out[o++] = '\b'; break;
+        case 'f': out[o++] = '\f'; break;
+        case 'n': out[o++] = '\n'; break;
+        case 'r': out[o++] = '\r'; break;
+        case 't': out[o++] = '\t'; break;
+        case 'u': {
+            long cp = read_hex4(raw + i);
+            i += 4;
+            if (cp >= 0xd800 && cp <= 0xdbff) {
+                long low = read_hex4(raw + i + 2);
+                i += 6;
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
+            }
+            /* \uXXXX is 6 bytes, its UTF-8 at most 3; a pair is 12 and 4. */
+            o += put_utf8(out + o, cp);
+            break;
+        }
+        default: out[o++] = c; break; /* " \ / */
+        }
+    }
+    return o;
+}
+
+bool nps_json_number_integral(const char *lit, size_t len, int64_t *out)
+{
+    const char *p = lit, *end = lit + len;
+    bool negative = false;
+    if (p < end && *p == '-') {
+        negative = true;
+        p++;
+    }
+    /* Significant digits, and the position of the decimal point counted in
+     * digits from the first significant one. */
+    char digits[20];
+    int ndigits = 0;
+    long point = 0;
+    bool nonzero_past_int64 = false; /* a nonzero digit we could not keep */
+    long zeros_pending = 0;          /* zeros after the kept digits */
+    bool seen_significant = false;
+    for (; p < end && is_digit(*p); p++) {
+        if (!seen_significant && *p == '0')
+            continue;
+        seen_significant = true;
+        point++;
+        if (*p == '0') {
+            zeros_pending++;
+            continue;
+        }
+        while (zeros_pending && ndigits < 20) {
+            digits[ndigits++] = '0';
+            zeros_pending--;
+        }
+        if (zeros_pending || ndigits >= 20)
+            nonzero_past_int64 = true;
+        else
+            digits[ndigits++] = *p;
+    }
+    if (p < end && *p == '.') {
+        for (p++; p < end && is_digit(*p); p++) {
+            if (!seen_significant) {
+                if (*p == '0') {
+                    point--;
+                    continue;
+                }
+                seen_significant = true;
+            }
+            if (*p == '0') {
+                zeros_pending++;
+                continue;
+            }
+            while (zeros_pending && ndigits < 20) {
+                digits[ndigits++] = '0';
+                zeros_pending--;
+            }
+            if (zeros_pending || ndigits >= 20)
+                nonzero_past_int64 = true;
+            else
+                digits[ndigits++] = *p;
+        }
+    }
+    long exponent = 0;
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        bool exp_negative = false;
+        if (p < end && (*p == '+' || *p == '-'))
+            exp_negative = *p++ == '-';
+        for (; p < end && is_digit(*p); p++)
+            if (exponent < 100000)
+                exponent = exponent * 10 + (*p - '0');
+        if (exp_negative)
+            exponent = -exponent;
+    }
+    if (p != end)
+        return false;
+    if (ndigits == 0 && !nonzero_past_int64) { /* the value is zero */
+        *out = 0;
+        return true;
+    }
+    if (nonzero_past_int64)
+        return false; /* more than 20 significant digits: too large or fractional */
+    point += exponent;
+    if (point < ndigits) /* a nonzero digit after the decimal point */
+        return false;
+    if (point > 19)
+        return false;
+    uint64_t magnitude = 0;
+    for (long i = 0; i < point; i++)
+        magnitude = magnitude * 10 + (uint64_t)(i < ndigits ? digits[i] - '0' : 0);
+    if (negative) {
+        if (magnitude > (uint64_t)INT64_MAX + 1)
+            return false;
+        *out = magnitude == (uint64_t)INT64_MAX + 1 ? INT64_MIN
+                                                    : -(int64_t)magnitude;
+    } else {
+        if (magnitude > (uint64_t)INT64_MAX)
+            return false;
+        *out = (int64_t)magnitude;
+    }
+    return true;
+}

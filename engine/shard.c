@@ -1,0 +1,139 @@
+/*
+ * shard: parse -> classify (valid, late, future) -> one counter update
+ * per view in the worker's delta, keyed by (segment, fine pane).
+ */
+#include "shard.h"
+
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <xxhash.h>
+
+#include "handoff.h"
+#include "window.h"
+
+struct nps_shard {
+    const nps_config *config;
+    nps_event_parser *parser;
+    nps_delta *deltas[2];
+    nps_delta *current; /* the worker's; the other is with the merger or spare */
+    nps_handoff handoff;
+    int64_t now_ms;
+    int64_t future_limit_ms; /* now + max skew */
+    nps_event event;
+    uint64_t dim_hashes[NPS_MAX_DIMS];
+};
+
+nps_shard *nps_shard_new(const nps_config *config, nps_error *err)
+{
+    nps_shard *shard = calloc(1, sizeof(*shard));
+    if (!shard) {
+        nps_error_set(err, "out of memory for a shard");
+        return NULL;
+    }
+    shard->config = config;
+    shard->parser = nps_event_parser_new(&config->views, config->max_event_bytes, err);
+    if (!shard->parser)
+        goto out_free_shard;
+    for (int i = 0; i < 2; i++) {
+        shard->deltas[i] = nps_delta_new(config->views.nviews, err);
+        if (!shard->deltas[i])
+            goto out_free_deltas;
+    }
+    shard->current = shard->deltas[0];
+    nps_handoff_init(&shard->handoff, shard->deltas[1]);
+    nps_shard_set_now(shard, 0);
+    return shard;
+
+out_free_deltas:
+    nps_delta_destroy(shard->deltas[0]);
+    nps_event_parser_destroy(shard->parser);
+out_free_shard:
+    free(shard);
+    return NULL;
+}
+
+void nps_shard_destroy(nps_shard *shard)
+{
+    if (!shard)
+        return;
+    nps_delta_destroy(shard->deltas[0]);
+    nps_delta_destroy(shard->deltas[1]);
+    nps_event_parser_destroy(shard->parser);
+    free(shard);
+}
+
+void nps_shard_set_now(nps_shard *shard, int64_t now_ms)
+{
+    shard->now_ms = now_ms;
+    shard->future_limit_ms = now_ms + shard->config->max_skew_ms;
+}
+
+nps_status nps_shard_add(nps_shard *shard, const char *msg, size_t len, int64_t fallback_ts_ms,
+                         nps_invalid_reason *reason, char *detail, size_t detail_size)
+{
+    nps_delta *delta = shard->current;
+    const nps_config *config = shard->config;
+    nps_event *ev = &shard->event;
+    delta->messages++;
+    *reason = nps_event_parse(shard->parser, msg, len, ev, detail, detail_size);
+    if (*reason != NPS_VALID) {
+        delta->invalid[*reason]++;
+        return NPS_OK;
+    }
+    int64_t ts = ev->has_ts ? ev->ts_ms : fallback_ts_ms >= 0 ? fallback_ts_ms : shard->now_ms;
+    if (ts > shard->future_limit_ms) {
+        *reason = NPS_INVALID_FUTURE;
+        delta->invalid[NPS_INVALID_FUTURE]++;
+        if (detail && detail_size)
+            snprintf(detail, detail_size, "ts %lld is more than %lld ms ahead of now %lld",
+                     (long long)ts, (long long)config->max_skew_ms, (long long)shard->now_ms);
+        return NPS_OK;
+    }
+    const nps_windows *windows = &config->windows;
+    bool late = nps_windows_is_late(windows, ts, shard->now_ms);
+    int64_t pane = late ? NPS_PANE_LATE : nps_pane_index(ts, windows->fine_pane_ms);
+    const nps_views *views = &config->views;
+    for (int d = 0; d < views->ndims; d++)
+        shard->dim_hashes[d] = XXH3_64bits(ev->dims[d].ptr, ev->dims[d].len);
+    for (int v = 0; v < views->nviews; v++) {
+        uint32_t segment = nps_delta_segment_for(delta, views, v, ev->dims, shard->dim_hashes,
+                                                 config->max_segments);
+        nps_cell *cell = segment == NPS_SEGMENT_NONE
+                             ? NULL
+                             : nps_delta_cell_for(delta, v, segment, pane);
+        if (!cell)
+            return NPS_ERR_NOMEM;
+        if (ev->sent)
+            cell->sent++;
+        else
+            cell->h[ev->score]++;
+    }
+    delta->counted++;
+    delta->late += late;
+    return NPS_OK;
+}
+
+bool nps_shard_publish(nps_shard *shard)
+{
+    if (nps_delta_is_empty(shard->current))
+        return false;
+    return nps_handoff_publish_spsc(&shard->handoff, &shard->current);
+}
+
+void nps_shard_drain(nps_shard *shard)
+{
+    while (!nps_delta_is_empty(shard->current) && !nps_shard_publish(shard))
+        sched_yield();
+}
+
+nps_delta *nps_shard_take(nps_shard *shard)
+{
+    return nps_handoff_take_spsc(&shard->handoff);
+}
+
+void nps_shard_give_back(nps_shard *shard, nps_delta *delta)
+{
+    nps_delta_clear(delta);
+    nps_handoff_give_back_spsc(&shard->handoff, delta);
+}

@@ -1,0 +1,60 @@
+/*
+ * shard: one worker's private aggregation state. A worker thread parses
+ * its messages and counts them into its current delta, with no lock and
+ * no shared write; at batch boundaries it hands the delta to the merger
+ * through its nps_handoff (handoff.h).
+ *
+ * Thread contract:
+ *   nps_shard_set_now, nps_shard_add, nps_shard_publish: the worker only.
+ *   nps_shard_take, nps_shard_give_back: the merger only.
+ *   new/destroy: while neither runs.
+ */
+#ifndef NPS_SHARD_H
+#define NPS_SHARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "delta.h"
+#include "event_parse.h"
+
+typedef struct nps_shard nps_shard;
+
+/* The shard reads `config` for its whole life: keep it alive. */
+nps_shard *nps_shard_new(const nps_config *config, nps_error *err);
+void nps_shard_destroy(nps_shard *shard);
+
+/* @locality worker. The clock for the coming batch: windows, late and
+ * future are judged against it. */
+void nps_shard_set_now(nps_shard *shard, int64_t now_ms);
+
+/*
+ * @locality worker. Count one message: the hot path. It allocates nothing
+ * in steady state, takes no lock and writes only the worker's own delta.
+ * fallback_ts_ms is the message's transport timestamp, used when the
+ * event has no `ts` (negative: none, use now). *reason says whether the
+ * event was counted (NPS_VALID) or why not; invalid events are counted by
+ * reason in the delta. Returns NPS_ERR_NOMEM only if a table could not
+ * grow; the delta may then hold part of that event, and the caller must
+ * stop without acknowledging it.
+ */
+nps_status nps_shard_add(nps_shard *shard, const char *msg, size_t len, int64_t fallback_ts_ms,
+                         nps_invalid_reason *reason, char *detail, size_t detail_size);
+
+/* @locality worker. Offer the current delta to the merger if it holds
+ * anything and the merger has returned the other one. Wait-free. */
+bool nps_shard_publish(nps_shard *shard);
+
+/* @locality worker. Publish, waiting (cold path: shutdown, end of input)
+ * until the merger has taken the delta. */
+void nps_shard_drain(nps_shard *shard);
+
+/* @locality merger. The delta the worker published, or NULL. */
+nps_delta *nps_shard_take(nps_shard *shard);
+
+/* @locality merger. Clear a taken delta and return it to the worker. */
+void nps_shard_give_back(nps_shard *shard, nps_delta *delta);
+
+#endif
