@@ -156,7 +156,7 @@ static bool tuple_equal(const nps_delta_view *dv, const nps_delta_segment *seg,
         const nps_str *value = &dims[view->dim[i]];
         uint32_t len;
         memcpy(&len, p, 4);
-        if (len != value->len || memcmp(p + 4, value->ptr, len) != 0)
+        if (len != value->len || (len && memcmp(p + 4, value->ptr, len) != 0))
             return false;
         p += 4 + len;
     }

@@ -34,8 +34,10 @@ enum field_role {
 typedef struct field {
     const char *name;
     size_t len;
+    uint64_t prefix; /* the first min(len, 8) bytes, zero-padded */
     unsigned roles;
     int dim; /* -1 when not a dimension */
+    uint8_t next; /* next field index + 1 in the same bucket */
 } field;
 
 struct nps_event_parser {
@@ -43,6 +45,8 @@ struct nps_event_parser {
     int ndims;
     int nfields;
     field fields[MAX_FIELDS];
+    uint8_t buckets[256]; /* key_bucket -> first field index + 1 */
+    char dim_names[NPS_MAX_DIMS][NPS_NAME_MAX]; /* what fields[].name points at */
     char int_text[NPS_MAX_DIMS][24]; /* decimal form of integer dimensions */
     char *scratch;                   /* max_event_bytes: decoded strings */
     size_t scratch_used;
@@ -68,13 +72,46 @@ const char *nps_invalid_reason_name(nps_invalid_reason reason)
     return reason_names[reason];
 }
 
+static inline uint64_t key_prefix(const char *name, size_t len)
+{
+    uint64_t prefix = 0;
+    memcpy(&prefix, name, len < 8 ? len : 8);
+    return prefix;
+}
+
+/* Bucket of a key in the field table: length and last byte spread the
+ * contract's and typical dimension names over distinct buckets. */
+static inline unsigned key_bucket(const char *name, size_t len)
+{
+    return len ? ((unsigned)len * 37u + (unsigned char)name[len - 1] * 11u +
+                  (unsigned char)name[0]) & 255u
+               : 0;
+}
+
+/* The field a key names, or NULL: a bucket, then one 8-byte compare. */
+static inline const field *lookup_field(const nps_event_parser *parser, const char *name,
+                                        size_t len)
+{
+    uint64_t prefix = key_prefix(name, len);
+    for (unsigned i = parser->buckets[key_bucket(name, len)]; i; i = parser->fields[i - 1].next) {
+        const field *f = &parser->fields[i - 1];
+        if (f->prefix == prefix && f->len == len &&
+            (len <= 8 || memcmp(f->name + 8, name + 8, len - 8) == 0))
+            return f;
+    }
+    return NULL;
+}
+
 static field *field_for(nps_event_parser *parser, const char *name, size_t len)
 {
     for (int i = 0; i < parser->nfields; i++)
         if (parser->fields[i].len == len && memcmp(parser->fields[i].name, name, len) == 0)
             return &parser->fields[i];
     field *f = &parser->fields[parser->nfields++];
-    *f = (field){.name = name, .len = len, .dim = -1};
+    unsigned bucket = key_bucket(name, len);
+    *f = (field){.name = name, .len = len, .prefix = key_prefix(name, len), .dim = -1,
+                 .next = parser->buckets[bucket]};
+    parser->buckets[bucket] = (uint8_t)parser->nfields;
     return f;
 }
 
@@ -104,8 +141,11 @@ nps_event_parser *nps_event_parser_new(const nps_views *views, size_t max_event_
         field_for(parser, contract_fields[i].name, strlen(contract_fields[i].name))->roles |=
             contract_fields[i].role;
     parser->ndims = views->ndims;
-    for (int d = 0; d < views->ndims; d++)
-        field_for(parser, views->dim_names[d], strlen(views->dim_names[d]))->dim = d;
+    for (int d = 0; d < views->ndims; d++) {
+        /* fields point at the parser's own copy: `views` may go away */
+        memcpy(parser->dim_names[d], views->dim_names[d], sizeof(parser->dim_names[d]));
+        field_for(parser, parser->dim_names[d], strlen(parser->dim_names[d]))->dim = d;
+    }
     return parser;
 
 out_free_parser:
@@ -152,6 +192,45 @@ static nps_invalid_reason invalid(char *detail, size_t detail_size, nps_invalid_
 /* A printable excerpt of a value for error details. */
 #define EXCERPT(v) (int)((v)->len > 40 ? 40 : (v)->len), (v)->ptr
 
+/*
+ * A validated JSON number as a finite double. Plain decimals of at most 15
+ * digits (amounts such as 1240.5) are exact integers divided by an exact
+ * power of ten: one correctly rounded division, the same result strtod
+ * gives, without its cost. Others, of any length, go through strtod on a
+ * NUL-terminated copy in `spare` (room for len + 1 bytes); overflow is
+ * invalid.
+ */
+static bool number_to_double(const char *lit, size_t len, char *spare, double *out)
+{
+    static const double powers[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7,
+                                    1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+    const char *p = lit, *end = lit + len;
+    bool negative = p < end && *p == '-';
+    p += negative;
+    uint64_t mantissa = 0;
+    int digits = 0, fraction = -1;
+    for (; p < end && digits <= 15; p++) {
+        if (*p == '.' && fraction < 0) {
+            fraction = 0;
+            continue;
+        }
+        if (*p < '0' || *p > '9')
+            break;
+        mantissa = mantissa * 10 + (uint64_t)(*p - '0');
+        digits++;
+        fraction += fraction >= 0;
+    }
+    if (p == end && digits <= 15) {
+        double v = (double)mantissa / powers[fraction > 0 ? fraction : 0];
+        *out = negative ? -v : v;
+        return true;
+    }
+    memcpy(spare, lit, len);
+    spare[len] = '\0';
+    *out = strtod(spare, NULL);
+    return isfinite(*out);
+}
+
 static nps_invalid_reason apply_field(nps_event_parser *parser, const field *f,
                                       const nps_json_value *v, nps_event *ev,
                                       bool *has_score, char *detail, size_t detail_size)
@@ -166,11 +245,12 @@ static nps_invalid_reason apply_field(nps_event_parser *parser, const field *f,
         *has_score = true;
     }
     if (f->roles & ROLE_TS) {
+        /* any JSON escape works in a string, so an RFC 3339 one too */
+        nps_str text = v->type == NPS_JSON_STRING ? string_of(parser, v) : (nps_str){0};
         if (v->type == NPS_JSON_NUMBER && nps_json_number_integral(v->ptr, v->len, &integer)) {
             ev->ts_ms = integer;
             ev->has_ts = true;
-        } else if (v->type == NPS_JSON_STRING && !v->escaped &&
-                   nps_rfc3339_parse(v->ptr, v->len, &ev->ts_ms)) {
+        } else if (v->type == NPS_JSON_STRING && nps_rfc3339_parse(text.ptr, text.len, &ev->ts_ms)) {
             ev->has_ts = true;
         } else if (v->type == NPS_JSON_NULL) {
             ev->has_ts = false;
@@ -204,14 +284,12 @@ static nps_invalid_reason apply_field(nps_event_parser *parser, const field *f,
                            "comment must be a string, got %.*s", EXCERPT(v));
     }
     if (f->roles & ROLE_VALUE) {
-        char text[64];
-        char *end;
-        if (v->type == NPS_JSON_NUMBER && v->len < sizeof(text)) {
-            memcpy(text, v->ptr, v->len);
-            text[v->len] = '\0';
-            ev->value = strtod(text, &end);
-            ev->has_value = isfinite(ev->value);
-        }
+        if (v->type == NPS_JSON_NUMBER)
+            /* The scratch past what is used has room: the literal, the
+             * strings decoded so far and the braces are disjoint parts of
+             * a message of at most max_event_bytes. */
+            ev->has_value = number_to_double(v->ptr, v->len, parser->scratch + parser->scratch_used,
+                                             &ev->value);
         if (v->type == NPS_JSON_NULL)
             ev->has_value = false;
         else if (v->type != NPS_JSON_NUMBER || !ev->has_value)
@@ -275,14 +353,7 @@ nps_invalid_reason nps_event_parse(nps_event_parser *parser, const char *msg, si
             memcpy(decoded, wide, name_len);
             name = decoded;
         }
-        const field *f = NULL;
-        for (int i = 0; i < parser->nfields; i++) {
-            if (parser->fields[i].len == name_len &&
-                memcmp(parser->fields[i].name, name, name_len) == 0) {
-                f = &parser->fields[i];
-                break;
-            }
-        }
+        const field *f = lookup_field(parser, name, name_len);
         /* Keep scanning after a bad field: malformed JSON later in the
          * message is the more basic reason and must win. */
         if (f && reason == NPS_VALID)

@@ -24,9 +24,17 @@
 #ifndef NPS_HANDOFF_H
 #define NPS_HANDOFF_H
 
+#ifdef __cplusplus
+/* bench/ is C++: std::atomic<T *> has the layout and lock-free operations
+ * of C11's _Atomic(T *) with GCC and Clang (what C++23's <stdatomic.h>
+ * maps it to). */
+#include <atomic>
+#define _Atomic(T) std::atomic<T>
+#else
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#endif
 
 struct nps_delta;
 

@@ -10,6 +10,9 @@
 #include "json_scan.h"
 
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 enum { ST_FIRST, ST_NEXT, ST_DONE, ST_ERROR };
 
@@ -102,6 +105,24 @@ static const char *scan_string(const char *p, const char *end, bool *escaped,
 {
     p++;
     for (;;) {
+#ifdef __SSE2__
+        /* 16 bytes at a time while they fit: a quote, a backslash, a
+         * control byte or a non-ASCII byte stops the run (signed compare:
+         * bytes >= 0x80 are negative, so "< 0x20" catches both). */
+        while (end - p >= 16) {
+            __m128i bytes = _mm_loadu_si128((const __m128i *)(const void *)p);
+            __m128i stop = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(bytes, _mm_set1_epi8('"')),
+                             _mm_cmpeq_epi8(bytes, _mm_set1_epi8('\\'))),
+                _mm_cmplt_epi8(bytes, _mm_set1_epi8(0x20)));
+            unsigned mask = (unsigned)_mm_movemask_epi8(stop);
+            if (mask) {
+                p += __builtin_ctz(mask);
+                break;
+            }
+            p += 16;
+        }
+#endif
         while (p < end && !string_special[(unsigned char)*p])
             p++;
         if (p >= end) {
@@ -287,8 +308,9 @@ static const char *skip_nested(const char *p, const char *end, int depth,
             p = skip_ws(p + 1, end);
             if (p >= end)
                 goto syntax;
-            if (*p == (is_object ? '}' : ']')) {
+            if (*p == (is_object ? '}' : ']')) { /* empty: a complete value */
                 p++;
+                level--;
                 goto closed;
             }
             if (is_object)
@@ -522,6 +544,17 @@ size_t nps_json_unescape(const char *raw, size_t len, char *out)
 bool nps_json_number_integral(const char *lit, size_t len, int64_t *out)
 {
     const char *p = lit, *end = lit + len;
+    /* Fast path: plain digits that cannot overflow (scores, timestamps). */
+    if (len && len <= 18 && is_digit(lit[0])) {
+        int64_t v = 0;
+        size_t i = 0;
+        while (i < len && is_digit(lit[i]))
+            v = v * 10 + (lit[i++] - '0');
+        if (i == len) {
+            *out = v;
+            return true;
+        }
+    }
     bool negative = false;
     if (p < end && *p == '-') {
         negative = true;
@@ -582,8 +615,12 @@ bool nps_json_number_integral(const char *lit, size_t len, int64_t *out)
         bool exp_negative = false;
         if (p < end && (*p == '+' || *p == '-'))
             exp_negative = *p++ == '-';
+        /* |point| <= len, so every exponent past len + 20 gives the same
+         * answer: stop growing there (a fixed cap would make a literal
+         * longer than the cap wrong). */
+        long exponent_cap = (long)len + 20;
         for (; p < end && is_digit(*p); p++)
-            if (exponent < 100000)
+            if (exponent < exponent_cap)
                 exponent = exponent * 10 + (*p - '0');
         if (exp_negative)
             exponent = -exponent;
