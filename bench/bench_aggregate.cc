@@ -1,16 +1,14 @@
-// Per-event cost of the worker's hot path: parse only, and parse + count
-// into the shard (4 views, default windows), on one core. The merge of a
+// Per-event cost of the worker's hot path on one core: parse only, and
+// parse + count into the shard (4 views, default windows). The merge of a
 // delta into the state runs on the merger thread; BM_parse_aggregate_merge
-// adds it on the same core to show its share. Figures: bench/README.md.
+// adds it on the same core to show its share. The argument is the spread
+// of event timestamps in seconds: 1200 (20 minutes, out of order: many
+// panes per segment) and 10 (a live stream). Figures: bench/README.md.
 #include <benchmark/benchmark.h>
 
-#include <cstring>
-#include <string>
-#include <vector>
+#include "bench_corpus.h"
 
 extern "C" {
-#include "config.h"
-#include "event_gen.h"
 #include "event_parse.h"
 #include "shard.h"
 #include "state.h"
@@ -18,122 +16,76 @@ extern "C" {
 
 namespace {
 
-constexpr int64_t kNow = 1763800000000LL;
-
-struct Corpus {
-    std::vector<std::string> events;
-    size_t bytes = 0;
-    Corpus()
-    {
-        nps_gen_options options{};
-        options.seed = 42;
-        options.now_ms = kNow;
-        nps_error err;
-        nps_gen *gen = nps_gen_new(&options, &err);
-        char msg[1024], key[64];
-        for (int i = 0; i < 4096; i++) {
-            size_t len = nps_gen_next(gen, msg, sizeof(msg), key, sizeof(key));
-            events.emplace_back(msg, len);
-            bytes += len;
-        }
-        nps_gen_destroy(gen);
-    }
-};
-
-const Corpus &corpus()
-{
-    static Corpus c;
-    return c;
-}
-
-void make_config(nps_config *config)
-{
-    nps_error err;
-    nps_config_init(config, &err);
-    const char *views[] = {"by_survey=survey", "by_channel=channel", "by_region=region",
-                           "by_survey_age=survey,age_band"};
-    for (const char *v : views)
-        if (nps_views_add(&config->views, v, &err) != NPS_OK)
-            abort();
-}
+using npsbench::corpus;
+using npsbench::kCorpusEvents;
+using npsbench::kNow;
 
 void BM_parse_only(benchmark::State &state)
 {
     nps_config config;
-    make_config(&config);
+    npsbench::make_config(&config);
     nps_error err;
     nps_event_parser *parser = nps_event_parser_new(&config.views, config.max_event_bytes, &err);
     nps_event ev;
-    const auto &events = corpus().events;
+    const auto &c = corpus(state.range(0) * 1000);
     size_t i = 0;
     for (auto _ : state) {
-        const std::string &msg = events[i++ & 4095];
+        const std::string &msg = c.events[i++ & (kCorpusEvents - 1)];
         benchmark::DoNotOptimize(nps_event_parse(parser, msg.data(), msg.size(), &ev, nullptr, 0));
         benchmark::DoNotOptimize(ev.score);
     }
     state.SetItemsProcessed(state.iterations());
-    state.SetBytesProcessed((int64_t)(state.iterations() * corpus().bytes / 4096));
+    state.SetBytesProcessed((int64_t)(state.iterations() * c.bytes / kCorpusEvents));
     nps_event_parser_destroy(parser);
 }
-BENCHMARK(BM_parse_only);
+BENCHMARK(BM_parse_only)->Arg(1200)->Arg(10);
 
-// Worker hot path; the delta is handed back every 4096 events (as a
-// worker does at batch boundaries) without merging, so only the worker's
-// own work is timed.
-void BM_parse_aggregate(benchmark::State &state)
+// merge: false = only the worker's work is timed (the delta is handed back
+// every 4096 events outside the timing, as the merger thread would);
+// true = the merge runs inside the timed loop on the same core.
+void run_aggregate(benchmark::State &state, bool merge)
 {
     nps_config config;
-    make_config(&config);
-    nps_error err;
-    nps_shard *shard = nps_shard_new(&config, &err);
-    nps_shard_set_now(shard, kNow);
-    const auto &events = corpus().events;
-    size_t i = 0;
-    nps_invalid_reason reason;
-    for (auto _ : state) {
-        const std::string &msg = events[i & 4095];
-        nps_shard_add(shard, msg.data(), msg.size(), -1, &reason, nullptr, 0);
-        if ((++i & 4095) == 0) {
-            state.PauseTiming();
-            nps_shard_publish(shard);
-            nps_shard_give_back(shard, nps_shard_take(shard));
-            state.ResumeTiming();
-        }
-    }
-    state.SetItemsProcessed(state.iterations());
-    state.SetBytesProcessed((int64_t)(state.iterations() * corpus().bytes / 4096));
-    nps_shard_destroy(shard);
-}
-BENCHMARK(BM_parse_aggregate);
-
-// Worker and merger on one core: every 4096 events the delta is merged
-// into the state (window roll-up, pane expiry) within the timed loop.
-void BM_parse_aggregate_merge(benchmark::State &state)
-{
-    nps_config config;
-    make_config(&config);
+    npsbench::make_config(&config);
     nps_error err;
     nps_shard *shard = nps_shard_new(&config, &err);
     nps_state *merged = nps_state_new(&config, &err);
     nps_shard_set_now(shard, kNow);
-    const auto &events = corpus().events;
+    const auto &c = corpus(state.range(0) * 1000);
     size_t i = 0;
     nps_invalid_reason reason;
     for (auto _ : state) {
-        const std::string &msg = events[i & 4095];
+        const std::string &msg = c.events[i & (kCorpusEvents - 1)];
         nps_shard_add(shard, msg.data(), msg.size(), -1, &reason, nullptr, 0);
-        if ((++i & 4095) == 0) {
+        if ((++i & (kCorpusEvents - 1)) == 0) {
+            if (!merge)
+                state.PauseTiming();
             nps_shard_publish(shard);
             nps_delta *delta = nps_shard_take(shard);
-            nps_state_apply(merged, delta, kNow, &err);
+            if (merge)
+                nps_state_apply(merged, delta, kNow, &err);
             nps_shard_give_back(shard, delta);
+            if (!merge)
+                state.ResumeTiming();
         }
     }
     state.SetItemsProcessed(state.iterations());
+    state.SetBytesProcessed((int64_t)(state.iterations() * c.bytes / kCorpusEvents));
     nps_state_destroy(merged);
     nps_shard_destroy(shard);
 }
-BENCHMARK(BM_parse_aggregate_merge);
+
+void BM_parse_aggregate(benchmark::State &state)
+{
+    run_aggregate(state, false);
+}
+BENCHMARK(BM_parse_aggregate)->Arg(1200)->Arg(10);
+
+void BM_parse_aggregate_merge(benchmark::State &state)
+{
+    run_aggregate(state, true);
+}
+BENCHMARK(BM_parse_aggregate_merge)->Arg(1200)->Arg(10);
 
 } // namespace
 

@@ -4,13 +4,11 @@
 #include <benchmark/benchmark.h>
 
 #include <atomic>
-#include <string>
 #include <thread>
-#include <vector>
+
+#include "bench_corpus.h"
 
 extern "C" {
-#include "config.h"
-#include "event_gen.h"
 #include "handoff.h"
 #include "shard.h"
 #include "state.h"
@@ -18,17 +16,8 @@ extern "C" {
 
 namespace {
 
-constexpr int64_t kNow = 1763800000000LL;
-
-void make_config(nps_config *config)
-{
-    nps_error err;
-    nps_config_init(config, &err);
-    const char *views[] = {"by_survey=survey", "by_channel=channel", "by_region=region",
-                           "by_survey_age=survey,age_band"};
-    for (const char *v : views)
-        nps_views_add(&config->views, v, &err);
-}
+using npsbench::kCorpusEvents;
+using npsbench::kNow;
 
 // Pure hand-off protocol: two atomic exchanges and a store per round trip.
 void BM_handoff_roundtrip(benchmark::State &state)
@@ -52,17 +41,9 @@ BENCHMARK(BM_handoff_roundtrip);
 void BM_worker_with_concurrent_merger(benchmark::State &state)
 {
     nps_config config;
-    make_config(&config);
+    npsbench::make_config(&config);
     nps_error err;
-    std::vector<std::string> events;
-    nps_gen_options options{};
-    options.seed = 42;
-    options.now_ms = kNow;
-    nps_gen *gen = nps_gen_new(&options, &err);
-    char msg[1024], key[64];
-    for (int i = 0; i < 4096; i++)
-        events.emplace_back(msg, nps_gen_next(gen, msg, sizeof(msg), key, sizeof(key)));
-    nps_gen_destroy(gen);
+    const auto &events = npsbench::corpus().events;
     for (auto _ : state) {
         nps_shard *shard = nps_shard_new(&config, &err);
         nps_state *merged = nps_state_new(&config, &err);
@@ -82,9 +63,9 @@ void BM_worker_with_concurrent_merger(benchmark::State &state)
         nps_shard_set_now(shard, kNow);
         nps_invalid_reason reason;
         for (int i = 0; i < (1 << 20); i++) {
-            const std::string &m = events[i & 4095];
+            const std::string &m = events[i & (kCorpusEvents - 1)];
             nps_shard_add(shard, m.data(), m.size(), -1, &reason, nullptr, 0);
-            if ((i & 4095) == 4095)
+            if ((i & (kCorpusEvents - 1)) == kCorpusEvents - 1)
                 nps_shard_publish(shard);
         }
         nps_shard_drain(shard);

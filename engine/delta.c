@@ -1,5 +1,5 @@
 /*
- * delta: per-worker tables of (segment, fine pane) -> counts.
+ * delta: per-worker tables of (segment, delta pane) -> counts.
  *
  * The segment key is the view's dimension values in canonical form: for
  * each dimension in view order, a 4-byte length and the bytes. Equal

@@ -1,6 +1,6 @@
 /*
  * delta: what one worker counted since its last hand-off, per view, keyed
- * by (segment, fine pane).
+ * by (segment, delta pane) (window.h).
  *
  * Ownership: a delta is written by exactly one thread at a time: its
  * worker while it counts, the merger after nps_handoff_take_spsc until
@@ -27,9 +27,9 @@
 
 #define NPS_SEGMENT_NONE UINT32_MAX
 
-/* One (segment, fine pane) of one view: 64 bytes, one cache line. */
+/* One (segment, delta pane) of one view: 64 bytes, one cache line. */
 typedef struct nps_cell {
-    int64_t pane; /* fine pane index, or NPS_PANE_LATE */
+    int64_t pane; /* delta pane start (ms), or NPS_PANE_LATE */
     uint32_t segment;
     uint32_t sent;
     uint32_t h[NPS_BUCKETS];

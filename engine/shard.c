@@ -1,6 +1,6 @@
 /*
  * shard: parse -> classify (valid, late, future) -> one counter update
- * per view in the worker's delta, keyed by (segment, fine pane).
+ * per view in the worker's delta, keyed by (segment, delta pane).
  */
 #include "shard.h"
 
@@ -20,6 +20,7 @@ struct nps_shard {
     nps_handoff handoff;
     int64_t now_ms;
     int64_t future_limit_ms; /* now + max skew */
+    nps_pane_plan plan;      /* delta panes at now */
     nps_event event;
     uint64_t dim_hashes[NPS_MAX_DIMS];
 };
@@ -67,6 +68,7 @@ void nps_shard_set_now(nps_shard *shard, int64_t now_ms)
 {
     shard->now_ms = now_ms;
     shard->future_limit_ms = now_ms + shard->config->max_skew_ms;
+    nps_pane_plan_init(&shard->plan, &shard->config->windows, now_ms);
 }
 
 nps_status nps_shard_add(nps_shard *shard, const char *msg, size_t len, int64_t fallback_ts_ms,
@@ -90,9 +92,8 @@ nps_status nps_shard_add(nps_shard *shard, const char *msg, size_t len, int64_t 
                      (long long)ts, (long long)config->max_skew_ms, (long long)shard->now_ms);
         return NPS_OK;
     }
-    const nps_windows *windows = &config->windows;
-    bool late = nps_windows_is_late(windows, ts, shard->now_ms);
-    int64_t pane = late ? NPS_PANE_LATE : nps_pane_index(ts, windows->fine_pane_ms);
+    int64_t pane = nps_pane_plan_key(&shard->plan, ts);
+    bool late = pane == NPS_PANE_LATE;
     const nps_views *views = &config->views;
     for (int d = 0; d < views->ndims; d++)
         shard->dim_hashes[d] = XXH3_64bits(ev->dims[d].ptr, ev->dims[d].len);

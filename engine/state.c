@@ -329,8 +329,7 @@ nps_status nps_state_apply(nps_state *state, const nps_delta *delta, int64_t now
                 }
                 if (cell->pane == NPS_PANE_LATE)
                     continue;
-                int64_t index = nps_pane_index(cell->pane * windows->fine_pane_ms,
-                                               windows->w[w].pane_ms);
+                int64_t index = nps_pane_index(cell->pane, windows->w[w].pane_ms);
                 if (index < low[w])
                     continue; /* already outside this window */
                 if (!series_add(s, index, &counts, &st->panes))

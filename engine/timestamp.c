@@ -109,9 +109,10 @@ bool nps_duration_parse(const char *text, int64_t *ms)
     if (*p < '0' || *p > '9')
         return false;
     for (; *p >= '0' && *p <= '9'; p++) {
-        if (n > (INT64_MAX - 9) / 10)
+        int digit = *p - '0';
+        if (n > (INT64_MAX - digit) / 10) /* exact: INT64_MAX itself fits */
             return false;
-        n = n * 10 + (*p - '0');
+        n = n * 10 + digit;
     }
     for (size_t u = 0; u < sizeof(duration_units) / sizeof(duration_units[0]); u++) {
         if (strcmp(p, duration_units[u].suffix) == 0) {

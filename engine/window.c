@@ -1,5 +1,5 @@
 /*
- * window: parsing of the window list and the fine pane they share.
+ * window: parsing of the window list, and the delta panes of a batch.
  */
 #include "window.h"
 
@@ -55,7 +55,6 @@ nps_status nps_windows_parse(nps_windows *ws, const char *spec, nps_error *err)
         strcpy(w->name, token);
         w->size_ms = size_ms;
         w->pane_ms = size_ms / NPS_PANES_PER_WINDOW;
-        ws->fine_pane_ms = ws->n ? gcd(ws->fine_pane_ms, w->pane_ms) : w->pane_ms;
         if (w->size_ms > ws->w[ws->largest].size_ms)
             ws->largest = ws->n;
         ws->n++;
@@ -79,4 +78,29 @@ int nps_windows_find(const nps_windows *ws, const char *name)
         if (strcmp(ws->w[i].name, name) == 0)
             return i;
     return -1;
+}
+
+void nps_pane_plan_init(nps_pane_plan *plan, const nps_windows *ws, int64_t now_ms)
+{
+    int order[NPS_MAX_WINDOWS];
+    plan->n = 0;
+    for (int i = 0; i < ws->n; i++) {
+        if (ws->w[i].size_ms == 0)
+            continue;
+        int64_t low_ts = nps_window_low_pane(&ws->w[i], now_ms) * ws->w[i].pane_ms;
+        int k = plan->n++;
+        while (k > 0 && plan->low_ts[k - 1] > low_ts) { /* insertion sort */
+            plan->low_ts[k] = plan->low_ts[k - 1];
+            order[k] = order[k - 1];
+            k--;
+        }
+        plan->low_ts[k] = low_ts;
+        order[k] = i;
+    }
+    for (int k = 0; k < plan->n; k++) {
+        int64_t pane_ms = ws->w[order[k]].pane_ms;
+        plan->grain_ms[k] = k ? gcd(plan->grain_ms[k - 1], pane_ms) : pane_ms;
+    }
+    /* grain_ms[k] covers windows 0..k in low_ts order: the windows holding
+     * ts are 0..k for the largest k with low_ts[k] <= ts. */
 }

@@ -8,10 +8,15 @@
  * allowed clock skew). So a window is exact to one pane and shrinks as
  * `now` moves even when no event arrives.
  *
- * The worker keys its deltas on the finest pane, the greatest common
- * divisor of all pane sizes, so that each finite window's pane is a whole
- * number of fine panes: one counter update per event and view, and the
- * merger rolls fine panes up into every window.
+ * The worker counts an event once per view, in a cell keyed by the start
+ * of a *delta pane*: the greatest common divisor of the pane sizes of the
+ * windows that hold the event at the worker's now (an nps_pane_plan), so
+ * each of those windows' panes is a whole number of delta panes and the
+ * merger rolls the cell up into every window. Recent events get the
+ * finest grain (5 s by default), older ones coarser grains (1 m past the
+ * 5m window...), so out-of-order traffic touches few cells. Windows that
+ * did not hold the event at the worker's now cannot hold it later: the
+ * merger skips them because the delta pane starts no later than the event.
  *
  * The window set is built once at start and then only read.
  */
@@ -40,9 +45,20 @@ typedef struct nps_window {
 typedef struct nps_windows {
     int n;                  /* finite windows, then `total` last */
     nps_window w[NPS_MAX_WINDOWS];
-    int64_t fine_pane_ms;   /* gcd of the finite windows' pane sizes */
     int largest;            /* index of the largest finite window */
 } nps_windows;
+
+/* Which delta pane an event falls in, for one batch's now. The windows
+ * that hold a timestamp ts are those whose first millisecond low_ts <= ts:
+ * sorted by low_ts, a prefix; grain[k] is the gcd of the pane sizes of
+ * the first k + 1 of them. */
+typedef struct nps_pane_plan {
+    int n;
+    int64_t low_ts[NPS_MAX_WINDOWS]; /* ascending */
+    int64_t grain_ms[NPS_MAX_WINDOWS];
+} nps_pane_plan;
+
+void nps_pane_plan_init(nps_pane_plan *plan, const nps_windows *windows, int64_t now_ms);
 
 /* Parse "5m,1h,24h,7d,30d" (each a duration whose size divides into
  * NPS_PANES_PER_WINDOW whole milliseconds, no repeats); `total` is added. */
@@ -61,11 +77,15 @@ static inline int64_t nps_window_low_pane(const nps_window *w, int64_t now_ms)
     return nps_pane_index(now_ms, w->pane_ms) - (NPS_PANES_PER_WINDOW - 1);
 }
 
-/* Late: in no finite window at now_ms (counts in `total` only). */
-static inline bool nps_windows_is_late(const nps_windows *ws, int64_t ts_ms, int64_t now_ms)
+/* Start of the delta pane of ts, or NPS_PANE_LATE when no finite window
+ * holds ts (a late event: counted in `total` only). Hot path: recent
+ * events stop at the first comparison. */
+static inline int64_t nps_pane_plan_key(const nps_pane_plan *plan, int64_t ts_ms)
 {
-    const nps_window *w = &ws->w[ws->largest];
-    return nps_pane_index(ts_ms, w->pane_ms) < nps_window_low_pane(w, now_ms);
+    for (int k = plan->n - 1; k >= 0; k--)
+        if (ts_ms >= plan->low_ts[k])
+            return nps_pane_index(ts_ms, plan->grain_ms[k]) * plan->grain_ms[k];
+    return NPS_PANE_LATE;
 }
 
 int nps_windows_find(const nps_windows *windows, const char *name);

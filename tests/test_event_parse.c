@@ -20,7 +20,7 @@
 
 static nps_views views;
 static nps_event_parser *parser;
-static char *message;     /* the heap copy the last event points into */
+static char *message; /* the heap copy the last event points into */
 static char detail[256];
 
 static void setup(void)
@@ -89,8 +89,8 @@ static bool str_eq(nps_str s, const char *want, size_t want_len)
     return s.len == want_len && (want_len == 0 || memcmp(s.ptr, want, want_len) == 0);
 }
 
-#define expect_str(s, want)                                                                  \
-    cr_expect(str_eq((s), (want), sizeof(want) - 1), "got '%.*s', want '%s'", (int)(s).len, \
+#define expect_str(s, want)                                                                        \
+    cr_expect(str_eq((s), (want), sizeof(want) - 1), "got '%.*s', want '%s'", (int)(s).len,        \
               (s).ptr ? (s).ptr : "", (want))
 #define expect_dim(ev, name, want) expect_str(dim_of((ev), (name)), want)
 
@@ -113,7 +113,7 @@ Test(event_parse, integral_score_forms)
     static const struct {
         const char *literal;
         int score;
-    } cases[] = {{"9.0", 9},  {"-0", 0},     {"-0.0", 0},    {"1e1", 10},
+    } cases[] = {{"9.0", 9},     {"-0", 0},    {"-0.0", 0},    {"1e1", 10},
                  {"100e-1", 10}, {"0.9e1", 9}, {"10.000", 10}, {"7E0", 7}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char msg[64];
@@ -126,10 +126,22 @@ Test(event_parse, integral_score_forms)
 
 Test(event_parse, bad_scores)
 {
-    static const char *const bad[] = {
-        "9.5",  "\"9\"", "11",  "-1",  "null", "true",  "false",  "1e400",
-        "10.5", "[9]",   "{}", "-1e400", "9223372036854775808", "1e19", "0.5", "\"\"",
-    };
+    static const char *const bad[] = {"9.5",
+                                      "\"9\"",
+                                      "11",
+                                      "-1",
+                                      "null",
+                                      "true",
+                                      "false",
+                                      "1e400",
+                                      "10.5",
+                                      "[9]",
+                                      "{}",
+                                      "-1e400",
+                                      "9223372036854775808",
+                                      "1e19",
+                                      "0.5",
+                                      "\"\""};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char msg[64];
         snprintf(msg, sizeof(msg), "{\"channel\":\"email\",\"score\":%s}", bad[i]);
@@ -171,12 +183,11 @@ Test(event_parse, ts_epoch_ms)
 Test(event_parse, ts_rfc3339)
 {
     static const char *const same_instant[] = {
-        "2025-11-22T08:26:40.123Z",       "2025-11-22t08:26:40.123z",
-        "2025-11-22T13:56:40.123+05:30",  "2025-11-22T00:26:40.123-08:00",
-        "2025-11-22T08:26:40.123+00:00",  "2025-11-22 08:26:40.123Z",
-        "2025-11-22T08:26:40.123999Z",    "2025-11-22T08:26:40\\u002e123Z",
-        "\\u0032025-11-22T08:26:40.123Z",
-    };
+        "2025-11-22T08:26:40.123Z",      "2025-11-22t08:26:40.123z",
+        "2025-11-22T13:56:40.123+05:30", "2025-11-22T00:26:40.123-08:00",
+        "2025-11-22T08:26:40.123+00:00", "2025-11-22 08:26:40.123Z",
+        "2025-11-22T08:26:40.123999Z",   "2025-11-22T08:26:40\\u002e123Z",
+        "\\u0032025-11-22T08:26:40.123Z"};
     for (size_t i = 0; i < sizeof(same_instant) / sizeof(same_instant[0]); i++) {
         char msg[128];
         snprintf(msg, sizeof(msg), "{\"score\":3,\"ts\":\"%s\"}", same_instant[i]);
@@ -190,10 +201,14 @@ Test(event_parse, ts_rfc3339)
     cr_expect_not(ev.has_ts);
     expect_valid("{\"score\":3,\"ts\":null}", &ev);
     cr_expect_not(ev.has_ts);
-    static const char *const bad[] = {
-        "yesterday", "", "2025-11-22", "2025-13-01T00:00:00Z", "1763800000123",
-        "2025-11-22T08:26:40", "2025-11-22T08:26:40.123Z ", "2023-02-29T00:00:00Z",
-    };
+    static const char *const bad[] = {"yesterday",
+                                      "",
+                                      "2025-11-22",
+                                      "2025-13-01T00:00:00Z",
+                                      "1763800000123",
+                                      "2025-11-22T08:26:40",
+                                      "2025-11-22T08:26:40.123Z ",
+                                      "2023-02-29T00:00:00Z"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char msg[128];
         snprintf(msg, sizeof(msg), "{\"score\":3,\"ts\":\"%s\"}", bad[i]);
@@ -211,8 +226,7 @@ Test(event_parse, dimensions)
     expect_dim(&ev, "survey", "checkout");
     expect_dim(&ev, "age_band", "25-34");
     expect_dim(&ev, "region", "IN");
-    expect_valid("{\"score\":9,\"channel\":5,\"survey\":5.0,\"age_band\":-0,\"region\":1e2}",
-                 &ev);
+    expect_valid("{\"score\":9,\"channel\":5,\"survey\":5.0,\"age_band\":-0,\"region\":1e2}", &ev);
     expect_dim(&ev, "channel", "5");
     expect_dim(&ev, "survey", "5");
     expect_dim(&ev, "age_band", "0");
@@ -226,8 +240,9 @@ Test(event_parse, dimensions)
     expect_dim(&ev, "survey", "");
     expect_dim(&ev, "age_band", "");
     expect_dim(&ev, "region", "");
-    static const char *const bad[] = {"5.5", "true", "false", "{}", "[]", "[\"a\"]",
-                                      "{\"a\":1}", "1e400", "-0.5", "9223372036854775808"};
+    static const char *const bad[] = {
+        "5.5",     "true",      "false", "{}",   "[]",
+        "[\"a\"]", "{\"a\":1}", "1e400", "-0.5", "9223372036854775808"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char msg[96];
         snprintf(msg, sizeof(msg), "{\"score\":9,\"region\":%s}", bad[i]);
@@ -275,9 +290,9 @@ Test(event_parse, escaped_keys_and_values)
 
 /* Every order of the same fields parses to the same event. */
 static const char *const order_fields[] = {
-    "\"score\":6", "\"ts\":\"2025-11-22T08:26:40.123Z\"", "\"channel\":\"sms\"",
-    "\"survey\":\"nps\\u0031\"", "\"value\":2.5", "\"id\":\"x\"",
-};
+    "\"score\":6",         "\"ts\":\"2025-11-22T08:26:40.123Z\"",
+    "\"channel\":\"sms\"", "\"survey\":\"nps\\u0031\"",
+    "\"value\":2.5",       "\"id\":\"x\""};
 #define NFIELDS (int)(sizeof(order_fields) / sizeof(order_fields[0]))
 
 static void check_order(const int *order)
@@ -337,8 +352,8 @@ Test(event_parse, type_response_and_sent)
     expect_valid("{\"type\":null,\"score\":2}", &ev);
     cr_expect_not(ev.sent);
     expect_invalid("{\"type\":null}", NPS_INVALID_MISSING_SCORE);
-    static const char *const bad[] = {"\"Sent\"", "\"\"", "\"invite\"", "1", "true",
-                                      "[\"sent\"]", "\"sent \"", "\"responses\""};
+    static const char *const bad[] = {"\"Sent\"", "\"\"",       "\"invite\"", "1",
+                                      "true",     "[\"sent\"]", "\"sent \"",  "\"responses\""};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char msg[96];
         snprintf(msg, sizeof(msg), "{\"score\":1,\"type\":%s}", bad[i]);
@@ -348,12 +363,24 @@ Test(event_parse, type_response_and_sent)
 
 Test(event_parse, malformed_json)
 {
-    static const char *const bad[] = {
-        "",  "   ", "{", "not json", "[1]", "\"s\"", "9", "{\"score\":9", "{\"score\":9,}",
-        "{\"score\":09}", "{\"score\":9}x", "{\"score\":11,", "{\"score\":11,\"a\":tru}",
-        "{\"channel\":\"\xc0\x80\",\"score\":1}", "{\"score\":1,\"c\":\"\\ud800\"}",
-        "{score:1}", "{\"score\":1}{}", "{\"score\":1,\"a\":[}",
-    };
+    static const char *const bad[] = {"",
+                                      "   ",
+                                      "{",
+                                      "not json",
+                                      "[1]",
+                                      "\"s\"",
+                                      "9",
+                                      "{\"score\":9",
+                                      "{\"score\":9,}",
+                                      "{\"score\":09}",
+                                      "{\"score\":9}x",
+                                      "{\"score\":11,",
+                                      "{\"score\":11,\"a\":tru}",
+                                      "{\"channel\":\"\xc0\x80\",\"score\":1}",
+                                      "{\"score\":1,\"c\":\"\\ud800\"}",
+                                      "{score:1}",
+                                      "{\"score\":1}{}",
+                                      "{\"score\":1,\"a\":[}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         expect_invalid(bad[i], NPS_INVALID_JSON);
     nps_event ev;
