@@ -14,7 +14,8 @@ extern "C" {
 #include "state.h"
 }
 
-namespace {
+namespace
+{
 
 using npsbench::corpus;
 using npsbench::kCorpusEvents;

@@ -12,7 +12,8 @@ extern "C" {
 #include "event_gen.h"
 }
 
-namespace npsbench {
+namespace npsbench
+{
 
 constexpr int64_t kNow = 1763800000000LL;
 constexpr size_t kCorpusEvents = 4096; // a power of two: index with & (kCorpusEvents - 1)

@@ -14,7 +14,8 @@ extern "C" {
 #include "state.h"
 }
 
-namespace {
+namespace
+{
 
 using npsbench::kCorpusEvents;
 using npsbench::kNow;
@@ -23,7 +24,8 @@ using npsbench::kNow;
 void BM_handoff_roundtrip(benchmark::State &state)
 {
     nps_handoff handoff;
-    nps_delta *a = reinterpret_cast<nps_delta *>(0x1000), *b = reinterpret_cast<nps_delta *>(0x2000);
+    nps_delta *a = reinterpret_cast<nps_delta *>(0x1000),
+              *b = reinterpret_cast<nps_delta *>(0x2000);
     nps_handoff_init(&handoff, b);
     nps_delta *current = a;
     for (auto _ : state) {

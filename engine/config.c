@@ -47,8 +47,8 @@ static const setting settings[] = {
      "separate views with ';'). The view `all` always exists"},
     {"windows", T_WINDOWS, FIELD(windows), NPS_DEFAULT_WINDOWS, NPS_CMD_CORE, 0, 0, "LIST",
      "sliding windows by event time, each in 60 panes; `total` is always added"},
-    {"max-segments", T_UINT32, FIELD(max_segments), "100000", NPS_CMD_CORE, 1, UINT32_MAX / 4,
-     "N", "segments per view; events of further segments count in `~overflow`"},
+    {"max-segments", T_UINT32, FIELD(max_segments), "100000", NPS_CMD_CORE, 1, UINT32_MAX / 4, "N",
+     "segments per view; events of further segments count in `~overflow`"},
     {"max-skew", T_DURATION, FIELD(max_skew_ms), "5m", NPS_CMD_CORE, 0, 0, "DURATION",
      "events timestamped further ahead of now are invalid (reason future)"},
     {"max-event-bytes", T_UINT64, FIELD(max_event_bytes), "1048576", NPS_CMD_CORE, 0, 0, "BYTES",
@@ -128,8 +128,9 @@ static nps_status set_value(loader *ld, const setting *s, const char *value, int
     case T_INT:
     case T_UINT32:
         if (!parse_int(value, &integer) || integer < s->min || integer > s->max) {
-            nps_error_set(ld->err, "%s (%s): expected an integer in %" PRId64 "..%" PRId64
-                          ", got '%s'", s->name, ld->source, s->min, s->max, value);
+            nps_error_set(ld->err,
+                          "%s (%s): expected an integer in %" PRId64 "..%" PRId64 ", got '%s'",
+                          s->name, ld->source, s->min, s->max, value);
             return NPS_ERR_INVALID;
         }
         if (s->type == T_INT)
@@ -142,8 +143,8 @@ static nps_status set_value(loader *ld, const setting *s, const char *value, int
         errno = 0;
         unsigned long long v = strtoull(value, &end, 10);
         if (errno || end == value || *end || value[0] == '-') {
-            nps_error_set(ld->err, "%s (%s): expected a non-negative integer, got '%s'",
-                          s->name, ld->source, value);
+            nps_error_set(ld->err, "%s (%s): expected a non-negative integer, got '%s'", s->name,
+                          ld->source, value);
             return NPS_ERR_INVALID;
         }
         *(uint64_t *)field = v;
@@ -161,8 +162,8 @@ static nps_status set_value(loader *ld, const setting *s, const char *value, int
         char *end;
         double v = strtod(value, &end);
         if (end == value || *end || !(v >= 0.0 && v <= 1.0)) {
-            nps_error_set(ld->err, "%s (%s): expected a number from 0 to 1, got '%s'",
-                          s->name, ld->source, value);
+            nps_error_set(ld->err, "%s (%s): expected a number from 0 to 1, got '%s'", s->name,
+                          ld->source, value);
             return NPS_ERR_INVALID;
         }
         *(double *)field = v;
@@ -211,16 +212,15 @@ nps_status nps_config_init(nps_config *config, nps_error *err)
     nps_views_init(&config->views);
     loader ld = {.config = config, .err = err, .source = "default"};
     for (size_t i = 0; i < NSETTINGS; i++)
-        if (settings[i].type != T_VIEWS && set_value(&ld, &settings[i], settings[i].default_value,
-                                                     FROM_DEFAULT) != NPS_OK)
+        if (settings[i].type != T_VIEWS &&
+            set_value(&ld, &settings[i], settings[i].default_value, FROM_DEFAULT) != NPS_OK)
             return NPS_ERR;
     return NPS_OK;
 }
 
 static bool applies(const setting *s, unsigned command)
 {
-    return (s->commands & command) ||
-           ((s->commands & NPS_CMD_CORE) && (command & NPS_CMD_RUN));
+    return (s->commands & command) || ((s->commands & NPS_CMD_CORE) && (command & NPS_CMD_RUN));
 }
 
 static int read_file_setting(void *user, const char *section, const char *name, const char *value)
@@ -259,8 +259,8 @@ static const char *env_lookup(char **envp, const char *name)
     return NULL;
 }
 
-nps_status nps_config_load(nps_config *config, unsigned command, int argc, char **argv,
-                           char **envp, nps_error *err)
+nps_status nps_config_load(nps_config *config, unsigned command, int argc, char **argv, char **envp,
+                           nps_error *err)
 {
     if (nps_config_init(config, err) != NPS_OK)
         return NPS_ERR;

@@ -52,8 +52,8 @@ nps_status nps_config_init(nps_config *config, nps_error *err);
  * file named by --config or NPSTREAM_CONFIG, the environment, and argv
  * (flags only, after the command word). On a bad setting, the message
  * names the setting and its source. */
-nps_status nps_config_load(nps_config *config, unsigned command, int argc, char **argv,
-                           char **envp, nps_error *err);
+nps_status nps_config_load(nps_config *config, unsigned command, int argc, char **argv, char **envp,
+                           nps_error *err);
 
 /* Print the settings of `command` with their flags, variables, defaults
  * and descriptions. */

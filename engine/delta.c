@@ -31,7 +31,7 @@ static bool view_alloc(nps_delta_view *dv)
     dv->cell_slots = calloc(INITIAL_SLOTS, sizeof(uint32_t));
     dv->segments = malloc(INITIAL_SLOTS / 2 * sizeof(nps_delta_segment));
     dv->cells = malloc(INITIAL_SLOTS / 2 * sizeof(nps_cell));
-    dv->arena = malloc(16 * INITIAL_SLOTS);
+    dv->arena = malloc((size_t)16 * INITIAL_SLOTS);
     dv->segment_slots_mask = dv->cell_slots_mask = INITIAL_SLOTS - 1;
     dv->segments_cap = dv->cells_cap = INITIAL_SLOTS / 2;
     dv->arena_cap = 16 * INITIAL_SLOTS;
@@ -170,8 +170,11 @@ static uint32_t add_segment(nps_delta_view *dv, uint64_t hash, bool overflow)
         return NPS_SEGMENT_NONE;
     uint32_t index = dv->nsegments++;
     dv->segments[index] = (nps_delta_segment){
-        .hash = hash, .tuple_offset = dv->arena_len, .overflow = overflow,
-        .memo_pane = NPS_PANE_LATE, .memo_cell = UINT32_MAX,
+        .hash = hash,
+        .tuple_offset = dv->arena_len,
+        .overflow = overflow,
+        .memo_pane = NPS_PANE_LATE,
+        .memo_cell = UINT32_MAX,
     };
     return index;
 }

@@ -40,8 +40,8 @@ typedef struct nps_delta_segment {
     uint64_t hash;
     uint32_t tuple_offset; /* canonical dimension values in the arena */
     uint32_t tuple_len;
-    bool overflow;         /* the view's `~overflow` segment */
-    uint32_t memo_cell;    /* last cell used: most events hit the same pane */
+    bool overflow;      /* the view's `~overflow` segment */
+    uint32_t memo_cell; /* last cell used: most events hit the same pane */
     int64_t memo_pane;
 } nps_delta_segment;
 
@@ -62,11 +62,11 @@ typedef struct nps_delta_view {
 typedef struct nps_delta {
     int nviews;
     nps_delta_view views[NPS_MAX_VIEWS];
-    uint64_t messages;                       /* every message offered */
-    uint64_t counted;                        /* valid events counted */
-    uint64_t invalid[NPS_INVALID_REASONS];   /* by reason */
-    uint64_t late;                           /* counted in `total` only */
-    uint64_t overflowed;                     /* (event, view) pairs sent to `~overflow` */
+    uint64_t messages;                     /* every message offered */
+    uint64_t counted;                      /* valid events counted */
+    uint64_t invalid[NPS_INVALID_REASONS]; /* by reason */
+    uint64_t late;                         /* counted in `total` only */
+    uint64_t overflowed;                   /* (event, view) pairs sent to `~overflow` */
 } nps_delta;
 
 nps_delta *nps_delta_new(int nviews, nps_error *err);

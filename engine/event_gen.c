@@ -20,8 +20,9 @@ static const char *const surveys[] = {"checkout", "onboarding", "support", "deli
 static const char *const channels[] = {"email", "sms", "web", "in-app"};
 static const char *const age_bands[] = {"18-24", "25-34", "35-44", "45-54", "55-64", "65+"};
 static const char *const comments[] = {
-    "fast delivery", "slow delivery and rude courier", "great app", "the app keeps crashing",
-    "support solved it quickly", "too expensive", "love the new checkout", "hard to find \\\"help\\\"",
+    "fast delivery",          "slow delivery and rude courier", "great app",
+    "the app keeps crashing", "support solved it quickly",      "too expensive",
+    "love the new checkout",  "hard to find \\\"help\\\"",
 };
 static const char *const invalid_messages[] = {
     "{\"id\":\"bad\",\"score\":11,\"survey\":\"checkout\"}",
@@ -60,7 +61,7 @@ nps_gen *nps_gen_new(const nps_gen_options *options, nps_error *err)
     }
     gen->opt = *options;
     if (gen->opt.spread_ms <= 0)
-        gen->opt.spread_ms = 20 * 60 * 1000;
+        gen->opt.spread_ms = (int64_t)20 * 60 * 1000;
     if (gen->opt.regions <= 0)
         gen->opt.regions = 40;
     gen->state = options->seed;
@@ -104,9 +105,8 @@ size_t nps_gen_next(nps_gen *gen, char *out, size_t out_size, char *key, size_t 
                      "{\"id\":\"%s\",\"ts\":%" PRId64 ",\"score\":%d,\"survey\":\"%s\","
                      "\"channel\":\"%s\",\"region\":\"R%02u\",\"age_band\":\"%s\","
                      "\"type\":\"response\",\"value\":%u.%u,\"comment\":\"%s\"}",
-                     key, ts, score, surveys[survey], channels[channel], region,
-                     age_bands[age], (unsigned)(nps_gen_random(gen) % 5000),
-                     (unsigned)(nps_gen_random(gen) % 10),
+                     key, ts, score, surveys[survey], channels[channel], region, age_bands[age],
+                     (unsigned)(nps_gen_random(gen) % 5000), (unsigned)(nps_gen_random(gen) % 10),
                      comments[nps_gen_random(gen) % COUNT(comments)]);
     }
     return n > 0 && (size_t)n < out_size ? (size_t)n : 0;

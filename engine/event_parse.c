@@ -36,7 +36,7 @@ typedef struct field {
     size_t len;
     uint64_t prefix; /* the first min(len, 8) bytes, zero-padded */
     unsigned roles;
-    int dim; /* -1 when not a dimension */
+    int dim;      /* -1 when not a dimension */
     uint8_t next; /* next field index + 1 in the same bucket */
 } field;
 
@@ -45,10 +45,10 @@ struct nps_event_parser {
     int ndims;
     int nfields;
     field fields[MAX_FIELDS];
-    uint8_t buckets[256]; /* key_bucket -> first field index + 1 */
+    uint8_t buckets[256];                       /* key_bucket -> first field index + 1 */
     char dim_names[NPS_MAX_DIMS][NPS_NAME_MAX]; /* what fields[].name points at */
-    char int_text[NPS_MAX_DIMS][24]; /* decimal form of integer dimensions */
-    char *scratch;                   /* max_event_bytes: decoded strings */
+    char int_text[NPS_MAX_DIMS][24];            /* decimal form of integer dimensions */
+    char *scratch;                              /* max_event_bytes: decoded strings */
     size_t scratch_used;
 };
 
@@ -96,7 +96,8 @@ static inline uint64_t key_prefix(const char *name, size_t len, const char *read
 static inline unsigned key_bucket(const char *name, size_t len)
 {
     return len ? ((unsigned)len * 37u + (unsigned char)name[len - 1] * 11u +
-                  (unsigned char)name[0]) & 255u
+                  (unsigned char)name[0]) &
+                     255u
                : 0;
 }
 
@@ -121,7 +122,10 @@ static field *field_for(nps_event_parser *parser, const char *name, size_t len)
             return &parser->fields[i];
     field *f = &parser->fields[parser->nfields++];
     unsigned bucket = key_bucket(name, len);
-    *f = (field){.name = name, .len = len, .prefix = key_prefix(name, len, name + len), .dim = -1,
+    *f = (field){.name = name,
+                 .len = len,
+                 .prefix = key_prefix(name, len, name + len),
+                 .dim = -1,
                  .next = parser->buckets[bucket]};
     parser->buckets[bucket] = (uint8_t)parser->nfields;
     return f;
@@ -214,7 +218,7 @@ static nps_invalid_reason invalid(char *detail, size_t detail_size, nps_invalid_
  */
 static bool number_to_double(const char *lit, size_t len, char *spare, double *out)
 {
-    static const double powers[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7,
+    static const double powers[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                     1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
     const char *p = lit, *end = lit + len;
     bool negative = p < end && *p == '-';
@@ -244,8 +248,8 @@ static bool number_to_double(const char *lit, size_t len, char *spare, double *o
 }
 
 static nps_invalid_reason apply_field(nps_event_parser *parser, const field *f,
-                                      const nps_json_value *v, nps_event *ev,
-                                      bool *has_score, char *detail, size_t detail_size)
+                                      const nps_json_value *v, nps_event *ev, bool *has_score,
+                                      char *detail, size_t detail_size)
 {
     int64_t integer;
     /* Decoded once, whatever roles the field has (a dimension may also be
@@ -316,14 +320,15 @@ static nps_invalid_reason apply_field(nps_event_parser *parser, const field *f,
             *dim = text;
         } else if (v->type == NPS_JSON_NULL) {
             *dim = (nps_str){0};
-        } else if (v->type == NPS_JSON_NUMBER && nps_json_number_integral(v->ptr, v->len, &integer)) {
+        } else if (v->type == NPS_JSON_NUMBER &&
+                   nps_json_number_integral(v->ptr, v->len, &integer)) {
             char *decimal = parser->int_text[f->dim];
             int n = snprintf(decimal, sizeof(parser->int_text[0]), "%" PRId64, integer);
             *dim = (nps_str){decimal, (size_t)n};
         } else {
             return invalid(detail, detail_size, NPS_INVALID_DIMENSION,
-                           "dimension %s must be a string, an integer or null, got %.*s",
-                           f->name, EXCERPT(v));
+                           "dimension %s must be a string, an integer or null, got %.*s", f->name,
+                           EXCERPT(v));
         }
     }
     return NPS_VALID;
@@ -359,7 +364,7 @@ nps_invalid_reason nps_event_parse(nps_event_parser *parser, const char *msg, si
         const char *readable_end = msg + len;
         char decoded[NPS_NAME_MAX];
         if (key.escaped) {
-            if (key.len >= 6 * NPS_NAME_MAX)
+            if (key.len >= (size_t)6 * NPS_NAME_MAX)
                 continue; /* too long to be any field we know */
             char wide[6 * NPS_NAME_MAX];
             name_len = nps_json_unescape(key.ptr, key.len, wide);

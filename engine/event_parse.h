@@ -35,13 +35,13 @@ const char *nps_invalid_reason_name(nps_invalid_reason reason);
 
 typedef struct nps_event {
     int64_t ts_ms;
-    bool has_ts;       /* false: the caller supplies the message timestamp */
-    bool sent;         /* type "sent": an invitation, no score */
-    int score;         /* 0..10 for a response */
+    bool has_ts; /* false: the caller supplies the message timestamp */
+    bool sent;   /* type "sent": an invitation, no score */
+    int score;   /* 0..10 for a response */
     bool has_value;
     double value;
-    nps_str id;        /* empty when absent */
-    nps_str comment;   /* empty when absent */
+    nps_str id;                 /* empty when absent */
+    nps_str comment;            /* empty when absent */
     nps_str dims[NPS_MAX_DIMS]; /* by nps_views.dim_names; empty when absent or null */
 } nps_event;
 

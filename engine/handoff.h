@@ -39,7 +39,7 @@
 struct nps_delta;
 
 typedef struct nps_handoff {
-    alignas(64) _Atomic(struct nps_delta *) full; /* worker -> merger */
+    alignas(64) _Atomic(struct nps_delta *) full;  /* worker -> merger */
     alignas(64) _Atomic(struct nps_delta *) spare; /* merger -> worker */
 } nps_handoff;
 

@@ -19,12 +19,40 @@ enum { ST_FIRST, ST_NEXT, ST_DONE, ST_ERROR };
 /* Byte classes for the string fast path: 0 = plain, 1 = needs a look. */
 static const unsigned char string_special[256] = {
     /* control characters */
-    [0x00] = 1, [0x01] = 1, [0x02] = 1, [0x03] = 1, [0x04] = 1, [0x05] = 1,
-    [0x06] = 1, [0x07] = 1, [0x08] = 1, [0x09] = 1, [0x0a] = 1, [0x0b] = 1,
-    [0x0c] = 1, [0x0d] = 1, [0x0e] = 1, [0x0f] = 1, [0x10] = 1, [0x11] = 1,
-    [0x12] = 1, [0x13] = 1, [0x14] = 1, [0x15] = 1, [0x16] = 1, [0x17] = 1,
-    [0x18] = 1, [0x19] = 1, [0x1a] = 1, [0x1b] = 1, [0x1c] = 1, [0x1d] = 1,
-    [0x1e] = 1, [0x1f] = 1, ['"'] = 1, ['\\'] = 1,
+    [0x00] = 1,
+    [0x01] = 1,
+    [0x02] = 1,
+    [0x03] = 1,
+    [0x04] = 1,
+    [0x05] = 1,
+    [0x06] = 1,
+    [0x07] = 1,
+    [0x08] = 1,
+    [0x09] = 1,
+    [0x0a] = 1,
+    [0x0b] = 1,
+    [0x0c] = 1,
+    [0x0d] = 1,
+    [0x0e] = 1,
+    [0x0f] = 1,
+    [0x10] = 1,
+    [0x11] = 1,
+    [0x12] = 1,
+    [0x13] = 1,
+    [0x14] = 1,
+    [0x15] = 1,
+    [0x16] = 1,
+    [0x17] = 1,
+    [0x18] = 1,
+    [0x19] = 1,
+    [0x1a] = 1,
+    [0x1b] = 1,
+    [0x1c] = 1,
+    [0x1d] = 1,
+    [0x1e] = 1,
+    [0x1f] = 1,
+    ['"'] = 1,
+    ['\\'] = 1,
     /* every byte >= 0x80 starts or continues a UTF-8 sequence */
     [0x80 ... 0xff] = 1,
 };
@@ -100,8 +128,7 @@ static const char *scan_utf8(const char *p, const char *end, nps_json_err *err)
 }
 
 /* p points at the opening quote. */
-static const char *scan_string(const char *p, const char *end, bool *escaped,
-                               nps_json_err *err)
+static const char *scan_string(const char *p, const char *end, bool *escaped, nps_json_err *err)
 {
     p++;
     for (;;) {
@@ -111,10 +138,9 @@ static const char *scan_string(const char *p, const char *end, bool *escaped,
          * bytes >= 0x80 are negative, so "< 0x20" catches both). */
         while (end - p >= 16) {
             __m128i bytes = _mm_loadu_si128((const __m128i *)(const void *)p);
-            __m128i stop = _mm_or_si128(
-                _mm_or_si128(_mm_cmpeq_epi8(bytes, _mm_set1_epi8('"')),
-                             _mm_cmpeq_epi8(bytes, _mm_set1_epi8('\\'))),
-                _mm_cmplt_epi8(bytes, _mm_set1_epi8(0x20)));
+            __m128i stop = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(bytes, _mm_set1_epi8('"')),
+                                                     _mm_cmpeq_epi8(bytes, _mm_set1_epi8('\\'))),
+                                        _mm_cmplt_epi8(bytes, _mm_set1_epi8(0x20)));
             unsigned mask = (unsigned)_mm_movemask_epi8(stop);
             if (mask) {
                 p += __builtin_ctz(mask);
@@ -148,8 +174,14 @@ static const char *scan_string(const char *p, const char *end, bool *escaped,
             return NULL;
         }
         switch (p[1]) {
-        case '"': case '\\': case '/': case 'b':
-        case 'f': case 'n': case 'r': case 't':
+        case '"':
+        case '\\':
+        case '/':
+        case 'b':
+        case 'f':
+        case 'n':
+        case 'r':
+        case 't':
             p += 2;
             continue;
         case 'u':
@@ -193,8 +225,7 @@ static inline bool is_digit(char c)
 }
 
 /* -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)? */
-static const char *scan_number(const char *p, const char *end,
-                               nps_json_err *err)
+static const char *scan_number(const char *p, const char *end, nps_json_err *err)
 {
     if (p < end && *p == '-')
         p++;
@@ -223,8 +254,8 @@ static const char *scan_number(const char *p, const char *end,
             p++;
     }
     /* A number must end at a delimiter: "1x" or "01" is not JSON. */
-    if (p < end && !(*p == ',' || *p == '}' || *p == ']' || *p == ' ' ||
-                     *p == '\n' || *p == '\r' || *p == '\t'))
+    if (p < end && !(*p == ',' || *p == '}' || *p == ']' || *p == ' ' || *p == '\n' || *p == '\r' ||
+                     *p == '\t'))
         goto bad;
     return p;
 bad:
@@ -232,8 +263,8 @@ bad:
     return NULL;
 }
 
-static const char *scan_literal(const char *p, const char *end,
-                                const char *word, size_t n, nps_json_err *err)
+static const char *scan_literal(const char *p, const char *end, const char *word, size_t n,
+                                nps_json_err *err)
 {
     if ((size_t)(end - p) < n || memcmp(p, word, n) != 0) {
         *err = NPS_JSON_SYNTAX;
@@ -243,8 +274,7 @@ static const char *scan_literal(const char *p, const char *end,
 }
 
 /* A scalar at p, or NULL with *err; v filled. */
-static const char *scan_scalar(const char *p, const char *end,
-                               nps_json_value *v, nps_json_err *err)
+static const char *scan_scalar(const char *p, const char *end, nps_json_value *v, nps_json_err *err)
 {
     const char *q;
     switch (*p) {
@@ -286,8 +316,7 @@ static const char *scan_scalar(const char *p, const char *end,
  * iteratively: the kind of each open level is one bit of `kinds`, so depth
  * costs no recursion and no allocation. `depth` is the nesting of p.
  */
-static const char *skip_nested(const char *p, const char *end, int depth,
-                               nps_json_err *err)
+static const char *skip_nested(const char *p, const char *end, int depth, nps_json_err *err)
 {
     uint64_t kinds = 0; /* bit i set: level i is an object */
     int level = -1;
@@ -361,8 +390,7 @@ syntax:
     return NULL;
 }
 
-nps_json_err nps_json_object_open(nps_json_iter *it, const char *json,
-                                  size_t len)
+nps_json_err nps_json_object_open(nps_json_iter *it, const char *json, size_t len)
 {
     it->start = json;
     it->end = json + len;
@@ -373,8 +401,8 @@ nps_json_err nps_json_object_open(nps_json_iter *it, const char *json,
         return it->err = NPS_JSON_EMPTY;
     char c = *it->p;
     if (c != '{') {
-        bool other_value = c == '[' || c == '"' || c == '-' || is_digit(c) ||
-                           c == 't' || c == 'f' || c == 'n';
+        bool other_value =
+            c == '[' || c == '"' || c == '-' || is_digit(c) || c == 't' || c == 'f' || c == 'n';
         return it->err = other_value ? NPS_JSON_NOT_OBJECT : NPS_JSON_SYNTAX;
     }
     it->p++;
@@ -391,8 +419,7 @@ static int iter_fail(nps_json_iter *it, nps_json_err err, const char *at)
     return -1;
 }
 
-int nps_json_object_next(nps_json_iter *it, nps_json_value *key,
-                         nps_json_value *value)
+int nps_json_object_next(nps_json_iter *it, nps_json_value *key, nps_json_value *value)
 {
     const char *p = it->p, *end = it->end;
     nps_json_err err = NPS_JSON_SYNTAX;
@@ -469,15 +496,24 @@ size_t nps_json_offset(const nps_json_iter *it)
 const char *nps_json_strerror(nps_json_err err)
 {
     switch (err) {
-    case NPS_JSON_OK: return "ok";
-    case NPS_JSON_EMPTY: return "empty message";
-    case NPS_JSON_NOT_OBJECT: return "top-level value is not an object";
-    case NPS_JSON_SYNTAX: return "JSON syntax error";
-    case NPS_JSON_BAD_STRING: return "invalid string (control character, escape or surrogate)";
-    case NPS_JSON_BAD_UTF8: return "invalid UTF-8 in a string";
-    case NPS_JSON_BAD_NUMBER: return "invalid number";
-    case NPS_JSON_TOO_DEEP: return "nesting too deep";
-    case NPS_JSON_TRAILING: return "text after the closing brace";
+    case NPS_JSON_OK:
+        return "ok";
+    case NPS_JSON_EMPTY:
+        return "empty message";
+    case NPS_JSON_NOT_OBJECT:
+        return "top-level value is not an object";
+    case NPS_JSON_SYNTAX:
+        return "JSON syntax error";
+    case NPS_JSON_BAD_STRING:
+        return "invalid string (control character, escape or surrogate)";
+    case NPS_JSON_BAD_UTF8:
+        return "invalid UTF-8 in a string";
+    case NPS_JSON_BAD_NUMBER:
+        return "invalid number";
+    case NPS_JSON_TOO_DEEP:
+        return "nesting too deep";
+    case NPS_JSON_TRAILING:
+        return "text after the closing brace";
     }
     return "unknown JSON error";
 }
@@ -518,11 +554,21 @@ size_t nps_json_unescape(const char *raw, size_t len, char *out)
         char c = raw[i + 1];
         i += 2;
         switch (c) {
-        case 'b': out[o++] = '\b'; break;
-        case 'f': out[o++] = '\f'; break;
-        case 'n': out[o++] = '\n'; break;
-        case 'r': out[o++] = '\r'; break;
-        case 't': out[o++] = '\t'; break;
+        case 'b':
+            out[o++] = '\b';
+            break;
+        case 'f':
+            out[o++] = '\f';
+            break;
+        case 'n':
+            out[o++] = '\n';
+            break;
+        case 'r':
+            out[o++] = '\r';
+            break;
+        case 't':
+            out[o++] = '\t';
+            break;
         case 'u': {
             long cp = read_hex4(raw + i);
             i += 4;
@@ -535,7 +581,9 @@ size_t nps_json_unescape(const char *raw, size_t len, char *out)
             o += put_utf8(out + o, cp);
             break;
         }
-        default: out[o++] = c; break; /* " \ / */
+        default:
+            out[o++] = c;
+            break; /* " \ / */
         }
     }
     return o;
@@ -644,8 +692,7 @@ bool nps_json_number_integral(const char *lit, size_t len, int64_t *out)
     if (negative) {
         if (magnitude > (uint64_t)INT64_MAX + 1)
             return false;
-        *out = magnitude == (uint64_t)INT64_MAX + 1 ? INT64_MIN
-                                                    : -(int64_t)magnitude;
+        *out = magnitude == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)magnitude;
     } else {
         if (magnitude > (uint64_t)INT64_MAX)
             return false;

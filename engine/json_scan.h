@@ -67,14 +67,12 @@ typedef struct nps_json_iter {
 
 /* Start scanning `json` (need not be NUL-terminated). Returns NPS_JSON_OK
  * when the text opens an object. */
-nps_json_err nps_json_object_open(nps_json_iter *it, const char *json,
-                                  size_t len);
+nps_json_err nps_json_object_open(nps_json_iter *it, const char *json, size_t len);
 
 /* Next field of the object: 1 and key/value filled; 0 at the end, after
  * the closing brace and trailing whitespace were checked; -1 on error with
  * it->err set. Once it returns 0 or -1 it keeps returning the same. */
-int nps_json_object_next(nps_json_iter *it, nps_json_value *key,
-                         nps_json_value *value);
+int nps_json_object_next(nps_json_iter *it, nps_json_value *key, nps_json_value *value);
 
 /* Offset in the input where scanning stopped (for error messages). */
 size_t nps_json_offset(const nps_json_iter *it);

@@ -27,8 +27,9 @@ static void print_stats_json(const nps_state *state, FILE *out)
 {
     nps_state_stats st;
     nps_state_get_stats(state, &st);
-    fprintf(out, "\"stats\":{\"messages\":%" PRIu64 ",\"counted\":%" PRIu64 ",\"late\":%" PRIu64
-                 ",\"overflowed\":%" PRIu64 ",\"invalid\":{",
+    fprintf(out,
+            "\"stats\":{\"messages\":%" PRIu64 ",\"counted\":%" PRIu64 ",\"late\":%" PRIu64
+            ",\"overflowed\":%" PRIu64 ",\"invalid\":{",
             st.messages, st.counted, st.late, st.overflowed);
     for (int r = 1; r < NPS_INVALID_REASONS; r++)
         fprintf(out, "%s\"%s\":%" PRIu64, r > 1 ? "," : "", nps_invalid_reason_name(r),
@@ -54,9 +55,10 @@ void nps_report_json(const nps_config *config, const nps_state *state, FILE *out
                 nps_summary sum;
                 nps_state_get(state, v, name, w, &counts);
                 nps_summarize(&counts, &sum);
-                fprintf(out, "%s\"%s\":{\"responses\":%" PRIu64 ",\"promoters\":%" PRIu64
-                             ",\"passives\":%" PRIu64 ",\"detractors\":%" PRIu64
-                             ",\"score_sum\":%" PRIu64 ",\"sent\":%" PRIu64,
+                fprintf(out,
+                        "%s\"%s\":{\"responses\":%" PRIu64 ",\"promoters\":%" PRIu64
+                        ",\"passives\":%" PRIu64 ",\"detractors\":%" PRIu64
+                        ",\"score_sum\":%" PRIu64 ",\"sent\":%" PRIu64,
                         w ? "," : "", config->windows.w[w].name, sum.responses, sum.promoters,
                         sum.passives, sum.detractors, sum.score_sum, sum.sent);
                 if (sum.has_nps)
@@ -115,8 +117,9 @@ void nps_report_table(const nps_config *config, const nps_state *state, FILE *ou
     }
     nps_state_stats st;
     nps_state_get_stats(state, &st);
-    fprintf(out, "\nmessages %" PRIu64 ", counted %" PRIu64 ", late %" PRIu64
-                 ", overflowed (event, view) pairs %" PRIu64 "\ninvalid:",
+    fprintf(out,
+            "\nmessages %" PRIu64 ", counted %" PRIu64 ", late %" PRIu64
+            ", overflowed (event, view) pairs %" PRIu64 "\ninvalid:",
             st.messages, st.counted, st.late, st.overflowed);
     for (int r = 1; r < NPS_INVALID_REASONS; r++)
         fprintf(out, " %s=%" PRIu64, nps_invalid_reason_name(r), st.invalid[r]);

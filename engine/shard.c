@@ -100,9 +100,8 @@ nps_status nps_shard_add(nps_shard *shard, const char *msg, size_t len, int64_t 
     for (int v = 0; v < views->nviews; v++) {
         uint32_t segment = nps_delta_segment_for(delta, views, v, ev->dims, shard->dim_hashes,
                                                  config->max_segments);
-        nps_cell *cell = segment == NPS_SEGMENT_NONE
-                             ? NULL
-                             : nps_delta_cell_for(delta, v, segment, pane);
+        nps_cell *cell =
+            segment == NPS_SEGMENT_NONE ? NULL : nps_delta_cell_for(delta, v, segment, pane);
         if (!cell)
             return NPS_ERR_NOMEM;
         if (ev->sent)

@@ -129,7 +129,7 @@ static uint32_t add_segment(view_state *vs, const char *name, size_t len, uint64
 {
     if (vs->nsegments == vs->cap) {
         size_t cap = vs->cap ? vs->cap * 2 : 64;
-        segment_state **bigger = realloc(vs->segments, cap * sizeof(*bigger));
+        segment_state **bigger = realloc(vs->segments, cap * sizeof(segment_state *));
         if (!bigger)
             return NPS_SEGMENT_NONE;
         vs->segments = bigger;
@@ -165,8 +165,8 @@ static uint32_t segment_index(nps_state *state, view_state *vs, const char *name
     if (index != NPS_SEGMENT_NONE)
         return index;
     size_t regular = vs->nsegments - (vs->overflow != NPS_SEGMENT_NONE);
-    bool is_overflow = len == strlen(NPS_SEGMENT_OVERFLOW) &&
-                       memcmp(name, NPS_SEGMENT_OVERFLOW, len) == 0;
+    bool is_overflow =
+        len == strlen(NPS_SEGMENT_OVERFLOW) && memcmp(name, NPS_SEGMENT_OVERFLOW, len) == 0;
     if (!is_overflow && regular >= state->config->max_segments) {
         *overflowed = true;
         if (vs->overflow != NPS_SEGMENT_NONE)
@@ -261,8 +261,7 @@ static bool ensure_buffers(nps_state *state, size_t segments, size_t name_len)
     return true;
 }
 
-nps_status nps_state_apply(nps_state *state, const nps_delta *delta, int64_t now_ms,
-                           nps_error *err)
+nps_status nps_state_apply(nps_state *state, const nps_delta *delta, int64_t now_ms, nps_error *err)
 {
     const nps_config *config = state->config;
     const nps_windows *windows = &config->windows;
@@ -292,8 +291,8 @@ nps_status nps_state_apply(nps_state *state, const nps_delta *delta, int64_t now
             size_t len = strlen(name);
             if (!dv->segments[s].overflow) {
                 nps_delta_segment_values(delta, &config->views, v, s, values);
-                len = nps_segment_format(&config->views, v, values, state->name_buf,
-                                         state->name_cap);
+                len =
+                    nps_segment_format(&config->views, v, values, state->name_buf, state->name_cap);
                 if (len > state->name_cap) {
                     if (!ensure_buffers(state, 0, len))
                         goto out_nomem;

@@ -43,12 +43,10 @@ bool nps_rfc3339_parse(const char *s, size_t len, int64_t *ts_ms)
     /* YYYY-MM-DDTHH:MM:SS is 19 bytes, then a fraction and a zone */
     if (len < 20)
         return false;
-    if (!read_digits(s, 4, &year) || s[4] != '-' || !read_digits(s + 5, 2, &month) ||
-        s[7] != '-' || !read_digits(s + 8, 2, &day) ||
-        !(s[10] == 'T' || s[10] == 't' || s[10] == ' ') ||
-        !read_digits(s + 11, 2, &hour) || s[13] != ':' ||
-        !read_digits(s + 14, 2, &minute) || s[16] != ':' ||
-        !read_digits(s + 17, 2, &second))
+    if (!read_digits(s, 4, &year) || s[4] != '-' || !read_digits(s + 5, 2, &month) || s[7] != '-' ||
+        !read_digits(s + 8, 2, &day) || !(s[10] == 'T' || s[10] == 't' || s[10] == ' ') ||
+        !read_digits(s + 11, 2, &hour) || s[13] != ':' || !read_digits(s + 14, 2, &minute) ||
+        s[16] != ':' || !read_digits(s + 17, 2, &second))
         return false;
     if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 60)
         return false;
@@ -88,7 +86,7 @@ bool nps_rfc3339_parse(const char *s, size_t len, int64_t *ts_ms)
     if (i != len)
         return false;
     int64_t days = nps_days_from_civil(year, (unsigned)month, (unsigned)day);
-    int64_t seconds = days * 86400 + hour * 3600 + minute * 60 + second -
+    int64_t seconds = days * 86400 + (int64_t)hour * 3600 + (int64_t)minute * 60 + second -
                       (int64_t)offset_minutes * 60;
     *ts_ms = seconds * 1000 + millis;
     return true;
@@ -98,8 +96,7 @@ static const struct {
     const char *suffix;
     int64_t ms;
 } duration_units[] = {
-    {"ms", 1},          {"s", 1000},           {"m", 60000},
-    {"h", 3600000},     {"d", 86400000},       {"w", 604800000},
+    {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}, {"w", 604800000},
 };
 
 bool nps_duration_parse(const char *text, int64_t *ms)

@@ -13,8 +13,8 @@ static bool valid_name(const char *s, size_t len)
         return false;
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              (c >= '0' && c <= '9') || c == '_' || c == '-'))
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
             return false;
     }
     return true;
@@ -38,8 +38,7 @@ int nps_views_find(const nps_views *views, const char *name)
 static int find_or_add_dim(nps_views *views, const char *name, size_t len)
 {
     for (int d = 0; d < views->ndims; d++)
-        if (strlen(views->dim_names[d]) == len &&
-            memcmp(views->dim_names[d], name, len) == 0)
+        if (strlen(views->dim_names[d]) == len && memcmp(views->dim_names[d], name, len) == 0)
             return d;
     if (views->ndims == NPS_MAX_DIMS)
         return -1;
@@ -96,8 +95,8 @@ nps_status nps_views_add(nps_views *views, const char *spec, nps_error *err)
         }
         for (int i = 0; i < view.ndims; i++) {
             if (view.dim[i] == d) {
-                nps_error_set(err, "view '%s': dimension '%.*s' appears twice", view.name,
-                              (int)len, p);
+                nps_error_set(err, "view '%s': dimension '%.*s' appears twice", view.name, (int)len,
+                              p);
                 return NPS_ERR_INVALID;
             }
         }
@@ -113,8 +112,8 @@ nps_status nps_views_add(nps_views *views, const char *spec, nps_error *err)
 
 static inline bool unreserved(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
 }
 
 size_t nps_percent_encode(const char *value, size_t len, char *out)
@@ -142,8 +141,8 @@ static void put(char *out, size_t out_size, size_t *at, const char *s, size_t le
     *at += len;
 }
 
-size_t nps_segment_format(const nps_views *views, int view, const nps_str *values,
-                          char *out, size_t out_size)
+size_t nps_segment_format(const nps_views *views, int view, const nps_str *values, char *out,
+                          size_t out_size)
 {
     const nps_view *v = &views->views[view];
     size_t at = 0;

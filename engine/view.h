@@ -60,7 +60,7 @@ size_t nps_percent_encode(const char *value, size_t len, char *out);
  * (values[i] is the value of dim_names[i]). Returns the length, or the
  * length it would need when larger than out_size (nothing is then
  * written past out_size). */
-size_t nps_segment_format(const nps_views *views, int view,
-                          const nps_str *values, char *out, size_t out_size);
+size_t nps_segment_format(const nps_views *views, int view, const nps_str *values, char *out,
+                          size_t out_size);
 
 #endif

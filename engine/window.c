@@ -26,7 +26,8 @@ nps_status nps_windows_parse(nps_windows *ws, const char *spec, nps_error *err)
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
         char token[16];
         if (len == 0 || len >= sizeof(token)) {
-            nps_error_set(err, "windows '%s': expected a list such as %s", spec, NPS_DEFAULT_WINDOWS);
+            nps_error_set(err, "windows '%s': expected a list such as %s", spec,
+                          NPS_DEFAULT_WINDOWS);
             return NPS_ERR_INVALID;
         }
         memcpy(token, p, len);
@@ -37,8 +38,8 @@ nps_status nps_windows_parse(nps_windows *ws, const char *spec, nps_error *err)
             return NPS_ERR_INVALID;
         }
         if (size_ms % NPS_PANES_PER_WINDOW != 0) {
-            nps_error_set(err, "window '%s': must split into %d panes of whole milliseconds",
-                          token, NPS_PANES_PER_WINDOW);
+            nps_error_set(err, "window '%s': must split into %d panes of whole milliseconds", token,
+                          NPS_PANES_PER_WINDOW);
             return NPS_ERR_INVALID;
         }
         for (int i = 0; i < ws->n; i++) {

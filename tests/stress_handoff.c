@@ -47,8 +47,9 @@ static void *worker_main(void *arg)
     for (int i = 0; i < EVENTS_PER_WORKER; i++) {
         x = x * 6364136223846793005ULL + 1442695040888963407ULL;
         int score = (int)((x >> 33) % 11);
-        int len = snprintf(msg, sizeof(msg), "{\"score\":%d,\"channel\":\"w%d-c%d\",\"ts\":%lld}",
-                           score, id, (int)((x >> 40) % 7), (long long)(NOW - (int64_t)(x % 600000)));
+        int len =
+            snprintf(msg, sizeof(msg), "{\"score\":%d,\"channel\":\"w%d-c%d\",\"ts\":%lld}", score,
+                     id, (int)((x >> 40) % 7), (long long)(NOW - (int64_t)(x % 600000)));
         nps_invalid_reason reason;
         CHECK(nps_shard_add(shard, msg, (size_t)len, -1, &reason, NULL, 0) == NPS_OK, "add");
         CHECK(reason == NPS_VALID, "invalid %s", msg);
@@ -105,7 +106,8 @@ int main(void)
         uint64_t want = 0;
         for (int w = 0; w < WORKERS; w++)
             want += expected[w][b];
-        CHECK(counts.h[b] == want, "h%d: merged %" PRIu64 " != counted %" PRIu64, b, counts.h[b], want);
+        CHECK(counts.h[b] == want, "h%d: merged %" PRIu64 " != counted %" PRIu64, b, counts.h[b],
+              want);
         got += counts.h[b];
     }
     /* Per worker: its channels are its own, so per-worker sums must match. */
@@ -122,8 +124,10 @@ int main(void)
         }
         CHECK(have == want, "worker %d: merged %" PRIu64 " != counted %" PRIu64, w, have, want);
     }
-    CHECK(handoffs > WORKERS, "only %" PRIu64 " hand-offs: the test did not exercise the race", handoffs);
-    printf("stress_handoff: %d workers, %" PRIu64 " events, %" PRIu64 " hand-offs, merged exactly\n",
+    CHECK(handoffs > WORKERS, "only %" PRIu64 " hand-offs: the test did not exercise the race",
+          handoffs);
+    printf("stress_handoff: %d workers, %" PRIu64 " events, %" PRIu64
+           " hand-offs, merged exactly\n",
            WORKERS, got, handoffs);
     nps_state_destroy(state);
     for (int i = 0; i < WORKERS; i++)

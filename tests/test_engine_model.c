@@ -38,16 +38,24 @@ typedef struct dim_choice {
 } dim_choice;
 
 static const dim_choice channels[] = {
-    {"email", "\"email\""},   {"sms", "\"sms\""},     {"web", "\"w\\u0065b\""},
-    {"in app", "\"in app\""}, {NULL, "null"},         {NULL, NULL},
-    {"5", "5"},               {"5", "5.0"},           {"caf\xc3\xa9", "\"caf\\u00e9\""},
+    {"email", "\"email\""},
+    {"sms", "\"sms\""},
+    {"web", "\"w\\u0065b\""},
+    {"in app", "\"in app\""},
+    {NULL, "null"},
+    {NULL, NULL},
+    {"5", "5"},
+    {"5", "5.0"},
+    {"caf\xc3\xa9", "\"caf\\u00e9\""},
 };
 static const dim_choice regions[] = {
     {"IN", "\"IN\""}, {"US", "\"US\""}, {"a,b=c", "\"a,b=c\""}, {"q\"t", "\"q\\\"t\""},
     {NULL, NULL},     {"", "\"\""},     {"-7", "-7"},
 };
 static const dim_choice surveys[] = {
-    {"checkout", "\"checkout\""}, {"app", "\"app\""}, {"support", "\"support\""},
+    {"checkout", "\"checkout\""},
+    {"app", "\"app\""},
+    {"support", "\"support\""},
 };
 
 typedef struct model_event {
@@ -151,9 +159,16 @@ static size_t format_event(const model_event *e, char *out, size_t out_size)
 }
 
 static const char *invalid_messages[] = {
-    "{\"score\":11,\"channel\":\"email\"}", "{\"score\":\"9\"}", "{\"score\":9.5}",
-    "{\"score\":-1}", "{\"score\":null}", "{\"channel\":\"email\"}", "{\"score\":7,",
-    "{\"score\":7,\"ts\":\"soon\"}", "[1,2]", "{\"score\":7,\"channel\":1.5}",
+    "{\"score\":11,\"channel\":\"email\"}",
+    "{\"score\":\"9\"}",
+    "{\"score\":9.5}",
+    "{\"score\":-1}",
+    "{\"score\":null}",
+    "{\"channel\":\"email\"}",
+    "{\"score\":7,",
+    "{\"score\":7,\"ts\":\"soon\"}",
+    "[1,2]",
+    "{\"score\":7,\"channel\":1.5}",
 };
 
 typedef struct run {
@@ -273,9 +288,10 @@ static void check_against_model(run *r, int64_t q)
                 }
                 cr_assert(nps_state_get(r->state, v, segment, w, &got));
                 for (int b = 0; b < NPS_BUCKETS; b++)
-                    cr_assert_eq(got.h[b], expect.h[b], "view %s segment %s window %s h%d: %" PRIu64
-                                 " != model %" PRIu64, r->config.views.views[v].name, segment,
-                                 ws->w[w].name, b, got.h[b], expect.h[b]);
+                    cr_assert_eq(got.h[b], expect.h[b],
+                                 "view %s segment %s window %s h%d: %" PRIu64 " != model %" PRIu64,
+                                 r->config.views.views[v].name, segment, ws->w[w].name, b, got.h[b],
+                                 expect.h[b]);
                 cr_assert_eq(got.sent, expect.sent, "sent of %s %s", segment, ws->w[w].name);
                 checked++;
             }
@@ -335,7 +351,8 @@ Test(engine_model, the_5m_window_empties_and_total_stays)
     /* only events from the future (within skew) can still be in 5m */
     nps_counts expect = {0};
     for (size_t i = 0; i < r.nevents; i++)
-        if (!r.events[i].late && r.events[i].ts >= (NOW0 + 6 * 60000 + 1) / 5000 * 5000 - 59 * 5000) {
+        if (!r.events[i].late &&
+            r.events[i].ts >= (NOW0 + 6 * 60000 + 1) / 5000 * 5000 - 59 * 5000) {
             if (r.events[i].score < 0)
                 expect.sent++;
             else
@@ -365,11 +382,13 @@ static void check_views_sum_to_all(run *r)
             nps_counts sum = {0}, c;
             size_t nseg = nps_state_segment_count(r->state, v);
             for (size_t s = 0; s < nseg; s++) {
-                cr_assert(nps_state_get(r->state, v, nps_state_segment_name(r->state, v, s), w, &c));
+                cr_assert(
+                    nps_state_get(r->state, v, nps_state_segment_name(r->state, v, s), w, &c));
                 nps_counts_add(&sum, &c);
             }
-            cr_assert_eq(memcmp(&sum, &all, sizeof(sum)), 0, "view %s window %s does not sum to all",
-                         r->config.views.views[v].name, r->config.windows.w[w].name);
+            cr_assert_eq(memcmp(&sum, &all, sizeof(sum)), 0,
+                         "view %s window %s does not sum to all", r->config.views.views[v].name,
+                         r->config.windows.w[w].name);
         }
     }
 }
@@ -392,7 +411,8 @@ Test(engine_model, cardinality_bound_sends_new_segments_to_overflow)
             else
                 regular++;
         }
-        cr_assert_leq(regular, 4, "view %s holds %zu segments", r.config.views.views[v].name, regular);
+        cr_assert_leq(regular, 4, "view %s holds %zu segments", r.config.views.views[v].name,
+                      regular);
         cr_assert(has_overflow, "view %s has no ~overflow", r.config.views.views[v].name);
     }
     nps_state_stats st;
@@ -417,7 +437,8 @@ Test(engine_model, overflow_is_exact_for_a_known_sequence)
     nps_shard_set_now(shard, NOW0);
     for (size_t i = 0; i < 5; i++) {
         nps_invalid_reason reason;
-        cr_assert_eq(nps_shard_add(shard, msgs[i], strlen(msgs[i]), NOW0, &reason, NULL, 0), NPS_OK);
+        cr_assert_eq(nps_shard_add(shard, msgs[i], strlen(msgs[i]), NOW0, &reason, NULL, 0),
+                     NPS_OK);
         cr_assert_eq(reason, NPS_VALID);
     }
     cr_assert(nps_shard_publish(shard));

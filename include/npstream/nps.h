@@ -19,9 +19,9 @@ extern "C" {
 
 typedef enum nps_status {
     NPS_OK = 0,
-    NPS_ERR = -1,          /* see the nps_error message */
-    NPS_ERR_NOMEM = -2,    /* an allocation failed */
-    NPS_ERR_INVALID = -3,  /* bad input: an event or a setting */
+    NPS_ERR = -1,         /* see the nps_error message */
+    NPS_ERR_NOMEM = -2,   /* an allocation failed */
+    NPS_ERR_INVALID = -3, /* bad input: an event or a setting */
 } nps_status;
 
 #define NPS_ERROR_MAX 256
@@ -31,8 +31,7 @@ typedef struct nps_error {
     char msg[NPS_ERROR_MAX];
 } nps_error;
 
-void nps_error_set(nps_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void nps_error_set(nps_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Score classes. */
 #define NPS_SCORE_MAX 10
