@@ -4,17 +4,18 @@
  * simdjson (on-demand and DOM), all doing the same extraction from the
  * same corpus. bench/README.md ("JSON parser") holds the figures.
  *
- * DESIGN. The corpus is 4096 realistic events from the engine's generator
- * (seed 42, no invalid share), stored back to back like a Kafka batch:
- * not NUL-terminated, not padded. Every parser turns one message into the
- * same `extraction`: what nps_event_parse gives the engine (verdict,
- * score, ts, type, the dimensions survey, channel, region and age_band
- * decoded, and id, value and comment, which the engine also extracts on
- * every event), under the rules of the event contract in DESIGN.md. The
- * rules are written once (apply_field) over a small per-library value
- * adapter, so the libraries differ only in how they tokenize, and a
- * library gets no work the engine skips. One benchmark iteration is one
- * event, so the Time column reads as ns/event.
+ * DESIGN. The corpus is the core benchmarks' (bench_corpus.h): 4096
+ * realistic events from the engine's generator (seed 42, no invalid
+ * share). Each parser gets a message as pointer and length, as a Kafka
+ * consumer does, and relies on no terminator or padding. Every parser
+ * turns one message into the same `extraction`: what nps_event_parse
+ * gives the engine (verdict, score, ts, type, the dimensions survey,
+ * channel, region and age_band decoded, and id, value and comment, which
+ * the engine also extracts on every event), under the rules of the event
+ * contract in DESIGN.md. The rules are written once (apply_field) over a
+ * small per-library value adapter, so the libraries differ only in how
+ * they tokenize, and a library gets no work the engine skips. One
+ * benchmark iteration is one event, so the Time column reads as ns/event.
  *
  * Before timing, main() runs every parser on the corpus and on a set of
  * edge cases (9.0, escapes, nulls, nesting, trailing text...) and aborts
@@ -24,8 +25,9 @@
  *
  * bench/CMakeLists.txt compiles this file, and only this file, with
  * -march=haswell: simdjson's on-demand API is inlined here and picks its
- * SIMD kernel at compile time (without it, it falls back to scalar code).
- * The flag also applies to the jsmn code and the glue below; npstream_core,
+ * SIMD kernel at compile time (without it, it falls back to scalar code;
+ * its stage 1 and string decoding run in libsimdjson either way). The
+ * flag also applies to the jsmn code and the glue below; npstream_core,
  * yajl and simdjson's DOM (runtime-dispatched inside libsimdjson) are
  * built as usual.
  */
@@ -57,51 +59,23 @@ extern "C" {
 #include "view.h"
 }
 
-namespace {
+#include "bench_corpus.h"
 
-constexpr size_t kCorpusEvents = 4096;
+namespace
+{
+
 constexpr size_t kMaxEventBytes = 1 << 20; /* the engine's max-event-bytes default */
 
-/* ---- the corpus ---------------------------------------------------- */
-
-struct corpus {
-    std::string batch; /* the events back to back, as a Kafka batch */
-    std::vector<std::string_view> events;
-};
-
-const corpus &the_corpus()
+/* The shared corpus (bench_corpus.h), as views on its events. */
+const std::vector<std::string_view> &corpus_events()
 {
-    static const corpus c = [] {
-        corpus made;
-        nps_gen_options options = {};
-        options.seed = 42;
-        options.now_ms = 1763800000000;
-        nps_error err;
-        nps_gen *gen = nps_gen_new(&options, &err);
-        if (!gen) {
-            std::fprintf(stderr, "bench_parse: %s\n", err.msg);
-            std::abort();
-        }
-        std::vector<size_t> lengths;
-        char msg[512], key[64];
-        for (size_t i = 0; i < kCorpusEvents; i++) {
-            size_t len = nps_gen_next(gen, msg, sizeof(msg), key, sizeof(key));
-            if (len == 0) {
-                std::fprintf(stderr, "bench_parse: the generator gave no event\n");
-                std::abort();
-            }
-            made.batch.append(msg, len);
-            lengths.push_back(len);
-        }
-        nps_gen_destroy(gen);
-        size_t offset = 0;
-        for (size_t len : lengths) {
-            made.events.emplace_back(made.batch.data() + offset, len);
-            offset += len;
-        }
-        return made;
+    static const std::vector<std::string_view> events = [] {
+        std::vector<std::string_view> views;
+        for (const std::string &event : npsbench::corpus().events)
+            views.emplace_back(event);
+        return views;
     }();
-    return c;
+    return events;
 }
 
 /* ---- what every parser extracts ----------------------------------- */
@@ -305,8 +279,7 @@ std::string_view format_integer(scratch &s, int64_t n)
  * (a numeric id as text). Returns false when the field makes the event
  * invalid.
  */
-template <class Value>
-inline bool apply_field(extraction &ev, int field, Value &v, scratch &s)
+template <class Value> inline bool apply_field(extraction &ev, int field, Value &v, scratch &s)
 {
     value_kind kind = v.kind();
     int64_t n;
@@ -366,7 +339,8 @@ inline bool apply_field(extraction &ev, int field, Value &v, scratch &s)
 
 /* ---- npstream ------------------------------------------------------ */
 
-class npstream_parser {
+class npstream_parser
+{
   public:
     static constexpr const char *name = "npstream";
 
@@ -374,7 +348,8 @@ class npstream_parser {
     {
         nps_error err;
         nps_views_init(&views_);
-        for (const char *spec : {"by_channel=channel", "by_survey=survey,age_band", "by_region=region"})
+        for (const char *spec :
+             {"by_channel=channel", "by_survey=survey,age_band", "by_region=region"})
             if (nps_views_add(&views_, spec, &err) != NPS_OK)
                 die(err.msg);
         parser_ = nps_event_parser_new(&views_, kMaxEventBytes, &err);
@@ -389,7 +364,10 @@ class npstream_parser {
                 die("a dimension is missing from the views");
         }
     }
-    ~npstream_parser() { nps_event_parser_destroy(parser_); }
+    ~npstream_parser()
+    {
+        nps_event_parser_destroy(parser_);
+    }
     npstream_parser(const npstream_parser &) = delete;
     npstream_parser &operator=(const npstream_parser &) = delete;
 
@@ -467,11 +445,21 @@ size_t jsmn_unescape(const char *raw, size_t len, char *out)
         }
         char c = raw[++i];
         switch (c) {
-        case 'b': out[o++] = '\b'; break;
-        case 'f': out[o++] = '\f'; break;
-        case 'n': out[o++] = '\n'; break;
-        case 'r': out[o++] = '\r'; break;
-        case 't': out[o++] = '\t'; break;
+        case 'b':
+            out[o++] = '\b';
+            break;
+        case 'f':
+            out[o++] = '\f';
+            break;
+        case 'n':
+            out[o++] = '\n';
+            break;
+        case 'r':
+            out[o++] = '\r';
+            break;
+        case 't':
+            out[o++] = '\t';
+            break;
         case 'u': {
             uint32_t cp = 0;
             for (int k = 1; k <= 4; k++)
@@ -490,7 +478,9 @@ size_t jsmn_unescape(const char *raw, size_t len, char *out)
             o += put_utf8(out + o, cp);
             break;
         }
-        default: out[o++] = c; break; /* " \ / */
+        default:
+            out[o++] = c;
+            break; /* " \ / */
         }
     }
     return o;
@@ -500,8 +490,14 @@ struct jsmn_value {
     const char *msg;
     const jsmntok_t &tok;
 
-    const char *text() const { return msg + tok.start; }
-    size_t len() const { return (size_t)(tok.end - tok.start); }
+    const char *text() const
+    {
+        return msg + tok.start;
+    }
+    size_t len() const
+    {
+        return (size_t)(tok.end - tok.start);
+    }
     value_kind kind() const
     {
         if (tok.type == JSMN_STRING)
@@ -513,8 +509,14 @@ struct jsmn_value {
             return len() == 4 && std::memcmp(text(), "null", 4) == 0 ? K_NULL : K_OTHER;
         return c == '-' || (c >= '0' && c <= '9') ? K_NUMBER : K_OTHER;
     }
-    bool integral(int64_t *out) const { return literal_integral(text(), len(), out); }
-    bool real(double *out) const { return literal_double(text(), len(), out); }
+    bool integral(int64_t *out) const
+    {
+        return literal_integral(text(), len(), out);
+    }
+    bool real(double *out) const
+    {
+        return literal_double(text(), len(), out);
+    }
     bool integer_text(scratch &, std::string_view *out) const
     {
         *out = {text(), len()};
@@ -532,7 +534,8 @@ struct jsmn_value {
     }
 };
 
-class jsmn_parser_bench {
+class jsmn_parser_bench
+{
   public:
     static constexpr const char *name = "jsmn";
 
@@ -602,7 +605,10 @@ struct yajl_value {
     double real_value = 0;
     std::string_view msg;
 
-    value_kind kind() const { return k; }
+    value_kind kind() const
+    {
+        return k;
+    }
     bool integral(int64_t *out) const
     {
         if (is_integer)
@@ -716,9 +722,9 @@ int yajl_on_start_array(void *ctx)
 }
 
 const yajl_callbacks yajl_event_callbacks = {
-    yajl_on_null,   yajl_on_boolean,     yajl_on_integer, yajl_on_double,
-    nullptr,        yajl_on_string,      yajl_on_start_map, yajl_on_map_key,
-    yajl_on_end,    yajl_on_start_array, yajl_on_end,
+    yajl_on_null, yajl_on_boolean,     yajl_on_integer,   yajl_on_double,
+    nullptr,      yajl_on_string,      yajl_on_start_map, yajl_on_map_key,
+    yajl_on_end,  yajl_on_start_array, yajl_on_end,
 };
 
 /*
@@ -731,7 +737,8 @@ const yajl_callbacks yajl_event_callbacks = {
  * only after an error; the callbacks then reject a message holding two
  * objects. Both use yajl's defaults otherwise (UTF-8 validated).
  */
-class yajl_parser_bench {
+class yajl_parser_bench
+{
   public:
     static constexpr const char *name = "yajl";
 
@@ -787,10 +794,13 @@ class yajl_parser_bench {
     scratch scratch_;
 };
 
-class yajl_reused_parser_bench : public yajl_parser_bench {
+class yajl_reused_parser_bench : public yajl_parser_bench
+{
   public:
     static constexpr const char *name = "yajl_reused";
-    yajl_reused_parser_bench() : yajl_parser_bench(true) {}
+    yajl_reused_parser_bench() : yajl_parser_bench(true)
+    {
+    }
 };
 
 /* ---- simdjson ------------------------------------------------------ */
@@ -800,7 +810,8 @@ namespace od = simdjson::ondemand;
 /* The message copied into a reused buffer with SIMDJSON_PADDING zeroed
  * bytes after it: Kafka hands out unpadded messages, so the copy is part
  * of the cost. */
-class padded_copy {
+class padded_copy
+{
   public:
     const char *fill(std::string_view msg)
     {
@@ -842,12 +853,15 @@ struct ondemand_value {
         double d; /* 9.0, 1e1: a failed get_int64 leaves the value unread */
         return v.get_double().get(d) == simdjson::SUCCESS && double_integral(d, out);
     }
-    bool real(double *out) { return v.get_double().get(*out) == simdjson::SUCCESS; }
+    bool real(double *out)
+    {
+        return v.get_double().get(*out) == simdjson::SUCCESS;
+    }
     bool integer_text(scratch &, std::string_view *out)
     {
         *out = v.raw_json_token();
-        while (!out->empty() && (out->back() == ' ' || out->back() == '\t' ||
-                                 out->back() == '\n' || out->back() == '\r'))
+        while (!out->empty() && (out->back() == ' ' || out->back() == '\t' || out->back() == '\n' ||
+                                 out->back() == '\r'))
             out->remove_suffix(1);
         return true;
     }
@@ -857,7 +871,8 @@ struct ondemand_value {
     }
 };
 
-class simdjson_ondemand_parser {
+class simdjson_ondemand_parser
+{
   public:
     static constexpr const char *name = "simdjson_ondemand";
 
@@ -929,7 +944,10 @@ struct dom_value {
             return double_integral(e.get_double().value_unsafe(), out);
         return e.get_int64().get(*out) == simdjson::SUCCESS; /* UINT64 past int64: error */
     }
-    bool real(double *out) const { return e.get_double().get(*out) == simdjson::SUCCESS; }
+    bool real(double *out) const
+    {
+        return e.get_double().get(*out) == simdjson::SUCCESS;
+    }
     bool integer_text(scratch &s, std::string_view *out) const
     {
         int64_t n;
@@ -944,7 +962,8 @@ struct dom_value {
     }
 };
 
-class simdjson_dom_parser {
+class simdjson_dom_parser
+{
   public:
     static constexpr const char *name = "simdjson_dom";
 
@@ -995,25 +1014,23 @@ class simdjson_dom_parser {
  * indexing) and the whole DOM parser run the library's runtime choice. */
 std::string simdjson_label(bool ondemand)
 {
-    std::string label = std::string("simdjson active=") +
-                        simdjson::get_active_implementation()->name();
+    std::string label =
+        std::string("simdjson active=") + simdjson::get_active_implementation()->name();
     if (ondemand)
         label += " on-demand=" NPS_STRINGIFY(SIMDJSON_BUILTIN_IMPLEMENTATION);
     return label;
 }
 
-template <class Parser>
-void run_parser(benchmark::State &state)
+template <class Parser> void run_parser(benchmark::State &state)
 {
-    const corpus &c = the_corpus();
+    const std::vector<std::string_view> &events = corpus_events();
     Parser parser;
     extraction ev;
     size_t next = 0;
     uint64_t checksum = 0;
     int64_t bytes = 0;
     for (auto _ : state) {
-        std::string_view msg = c.events[next];
-        next = next + 1 == c.events.size() ? 0 : next + 1;
+        std::string_view msg = events[next++ & (npsbench::kCorpusEvents - 1)];
         parser.parse(msg, ev);
         checksum += extraction_fold(ev);
         bytes += (int64_t)msg.size();
@@ -1169,12 +1186,12 @@ int main(int argc, char **argv)
     if (benchmark::ReportUnrecognizedArguments(argc, argv))
         return 1;
 
-    const corpus &c = the_corpus();
+    const std::vector<std::string_view> &events = corpus_events();
     size_t valid;
-    uint64_t checksum = check_agreement(c.events, "corpus event", &valid);
-    if (valid != c.events.size()) {
+    uint64_t checksum = check_agreement(events, "corpus event", &valid);
+    if (valid != events.size()) {
         std::fprintf(stderr, "bench_parse: npstream rejects %zu generated events\n",
-                     c.events.size() - valid);
+                     events.size() - valid);
         return 1;
     }
     std::vector<std::string_view> edges(std::begin(edge_cases), std::end(edge_cases));
@@ -1183,7 +1200,7 @@ int main(int argc, char **argv)
     std::fprintf(stderr,
                  "bench_parse: all parsers agree with npstream on %zu corpus events "
                  "(%zu bytes, checksum %016" PRIx64 ") and %zu edge cases (%zu valid)\n",
-                 c.events.size(), c.batch.size(), checksum, edges.size(), edges_valid);
+                 events.size(), npsbench::corpus().bytes, checksum, edges.size(), edges_valid);
 
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
