@@ -56,8 +56,6 @@ nps_status nps_windows_parse(nps_windows *ws, const char *spec, nps_error *err)
         strcpy(w->name, token);
         w->size_ms = size_ms;
         w->pane_ms = size_ms / NPS_PANES_PER_WINDOW;
-        if (w->size_ms > ws->w[ws->largest].size_ms)
-            ws->largest = ws->n;
         ws->n++;
         if (!comma)
             break;

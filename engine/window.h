@@ -45,7 +45,6 @@ typedef struct nps_window {
 typedef struct nps_windows {
     int n; /* finite windows, then `total` last */
     nps_window w[NPS_MAX_WINDOWS];
-    int largest; /* index of the largest finite window */
 } nps_windows;
 
 /* Which delta pane an event falls in, for one batch's now. The windows
