@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "timestamp.h"
 
@@ -40,7 +41,8 @@ typedef struct setting {
 #define FIELD(f) offsetof(nps_config, f), sizeof(((nps_config *)0)->f)
 
 static const setting settings[] = {
-    {"config", T_STRING, FIELD(config_file), "", NPS_CMD_CORE | NPS_CMD_GEN, 0, 0, "FILE",
+    {"config", T_STRING, FIELD(config_file), "",
+     NPS_CMD_CORE | NPS_CMD_GEN | NPS_CMD_BROKER | NPS_CMD_TOP, 0, 0, "FILE",
      "read settings from an INI file (key = value, keys as the flags without --)"},
     {"view", T_VIEWS, FIELD(views), "", NPS_CMD_CORE, 0, 0, "NAME=DIM[,DIM...]",
      "add a view: a named list of dimension fields (repeat the flag; in NPSTREAM_VIEW "
@@ -55,6 +57,36 @@ static const setting settings[] = {
      "larger messages are invalid (reason too_large)"},
     {"now", T_INT, FIELD(now_ms), "0", NPS_CMD_CORE | NPS_CMD_GEN, 0, INT64_MAX / 4, "EPOCH_MS",
      "pin the clock (tests, replays of old data); 0 means the wall clock"},
+    {"time-scale", T_INT, FIELD(time_scale), "1", NPS_CMD_CORE | NPS_CMD_DEMO, 1, 1000000, "N",
+     "run the engine clock N times as fast as the wall clock, from the start (tests, demos); "
+     "a pinned --now stays frozen unless N > 1"},
+    {"brokers", T_STRING, FIELD(brokers), "", NPS_CMD_RUN | NPS_CMD_GEN, 0, 0, "HOST:PORT,...",
+     "Kafka bootstrap servers. run: consume --topic (without it, run reads --input); "
+     "gen: produce to --topic (without it, gen writes --output)"},
+    {"topic", T_STRING, FIELD(topic), "nps-events", NPS_CMD_RUN | NPS_CMD_GEN | NPS_CMD_BROKER, 0, 0,
+     "NAME", "the Kafka topic of survey events"},
+    {"group", T_STRING, FIELD(group), "npstream", NPS_CMD_RUN, 0, 0, "NAME",
+     "Kafka consumer group; instances in one group split the partitions"},
+    {"redis", T_STRING, FIELD(redis), "127.0.0.1:6379", NPS_CMD_RUN | NPS_CMD_TOP, 0, 0,
+     "HOST:PORT", "the Redis that receives (run) or serves (top) the rollups"},
+    {"prefix", T_STRING, FIELD(prefix), "nps", NPS_CMD_RUN | NPS_CMD_TOP, 0, 0, "PREFIX",
+     "first part of every Redis key (PREFIX:win:..., PREFIX:offsets:...)"},
+    {"workers", T_INT, FIELD(workers), "0", NPS_CMD_RUN, 0, 1024, "N",
+     "worker threads, each a consumer owning whole partitions; 0 means one per core"},
+    {"flush-ms", T_INT, FIELD(flush_ms), "1000", NPS_CMD_RUN | NPS_CMD_DEMO, 10, 3600000, "MS",
+     "publish to Redis every MS milliseconds"},
+    {"session-timeout-ms", T_INT, FIELD(session_timeout_ms), "10000", NPS_CMD_RUN, 1000, 3600000,
+     "MS", "Kafka group session timeout: a dead instance's partitions move after about this"},
+    {"partitions", T_INT, FIELD(partitions), "16", NPS_CMD_BROKER | NPS_CMD_DEMO, 1, 10000, "N",
+     "partitions of the topic the embedded broker creates"},
+    {"rate", T_INT, FIELD(rate_limit), "0", NPS_CMD_GEN | NPS_CMD_DEMO, 0, INT64_MAX / 4, "N",
+     "events per second; 0 means as fast as possible"},
+    {"view", T_STRING, FIELD(top_view), "", NPS_CMD_TOP, 0, 0, "NAME",
+     "the view to show; empty shows every view"},
+    {"window", T_STRING, FIELD(top_window), "", NPS_CMD_TOP, 0, 0, "NAME",
+     "the window to show (5m, 1h, ..., total); empty shows every window"},
+    {"interval-ms", T_INT, FIELD(interval_ms), "1000", NPS_CMD_TOP, 0, 3600000, "MS",
+     "refresh period of the table; 0 prints it once and exits"},
     {"input", T_STRING, FIELD(input), "-", NPS_CMD_RUN, 0, 0, "FILE",
      "JSON lines to aggregate, one event per line; - reads standard input"},
     {"format", T_STRING, FIELD(format), "table", NPS_CMD_RUN, 0, 0, "table|json",
@@ -84,8 +116,13 @@ typedef struct loader {
     bool failed;
 } loader;
 
-static const setting *find_setting(const char *name, size_t len)
+static bool applies(const setting *s, unsigned command);
+
+/* The setting `name` of `command`; if none applies to it, the first of
+ * that name (the caller then reports it as not for this command). */
+static const setting *find_setting(const char *name, size_t len, unsigned command)
 {
+    const setting *found = NULL;
     for (size_t i = 0; i < NSETTINGS; i++) {
         const char *s = settings[i].name;
         if (strlen(s) != len)
@@ -94,10 +131,14 @@ static const setting *find_setting(const char *name, size_t len)
         /* a file key may spell - as _ */
         while (k < len && (s[k] == name[k] || (s[k] == '-' && name[k] == '_')))
             k++;
-        if (k == len)
+        if (k != len)
+            continue;
+        if (applies(&settings[i], command))
             return &settings[i];
+        if (!found)
+            found = &settings[i];
     }
-    return NULL;
+    return found;
 }
 
 static bool parse_int(const char *text, int64_t *out)
@@ -220,14 +261,15 @@ nps_status nps_config_init(nps_config *config, nps_error *err)
 
 static bool applies(const setting *s, unsigned command)
 {
-    return (s->commands & command) || ((s->commands & NPS_CMD_CORE) && (command & NPS_CMD_RUN));
+    return (s->commands & command) ||
+           ((s->commands & NPS_CMD_CORE) && (command & (NPS_CMD_RUN | NPS_CMD_DEMO)));
 }
 
 static int read_file_setting(void *user, const char *section, const char *name, const char *value)
 {
     loader *ld = user;
     (void)section; /* sections are allowed for readability, not meaning */
-    const setting *s = find_setting(name, strlen(name));
+    const setting *s = find_setting(name, strlen(name), ld->command);
     if (!s) {
         nps_error_set(ld->err, "%s: unknown setting '%s'", ld->source, name);
         ld->failed = true;
@@ -314,7 +356,7 @@ nps_status nps_config_load(nps_config *config, unsigned command, int argc, char 
         const char *name = arg + 2;
         const char *eq = strchr(name, '=');
         size_t name_len = eq ? (size_t)(eq - name) : strlen(name);
-        const setting *s = find_setting(name, name_len);
+        const setting *s = find_setting(name, name_len, command);
         if (!s || !applies(s, command)) {
             nps_error_set(err, "unknown option '%.*s' for this command (see --help)",
                           (int)(name_len + 2), arg);
@@ -345,7 +387,47 @@ nps_status nps_config_load(nps_config *config, unsigned command, int argc, char 
                       config->max_event_bytes);
         return NPS_ERR_INVALID;
     }
+    struct timespec wall, mono;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    config->clock_base_ms = config->now_ms ? config->now_ms
+                                           : (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
+    config->clock_base_mono_ms = (int64_t)mono.tv_sec * 1000 + mono.tv_nsec / 1000000;
     return NPS_OK;
+}
+
+int64_t nps_clock_now_ms(const nps_config *config)
+{
+    struct timespec ts;
+    if (config->time_scale > 1) {
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t elapsed = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 -
+                          config->clock_base_mono_ms;
+        return config->clock_base_ms + elapsed * config->time_scale;
+    }
+    if (config->now_ms)
+        return config->now_ms;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool nps_parse_host_port(const char *text, char *host, size_t host_size, int *port)
+{
+    const char *colon = strrchr(text, ':');
+    size_t len = colon ? (size_t)(colon - text) : strlen(text);
+    if (len == 0 || len >= host_size)
+        return false;
+    memcpy(host, text, len);
+    host[len] = '\0';
+    *port = 6379;
+    if (colon) {
+        char *end;
+        long p = strtol(colon + 1, &end, 10);
+        if (end == colon + 1 || *end || p < 1 || p > 65535)
+            return false;
+        *port = (int)p;
+    }
+    return true;
 }
 
 void nps_config_print_help(unsigned command, void *stream)

@@ -9,6 +9,7 @@
 #ifndef NPS_CONFIG_H
 #define NPS_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,11 +28,28 @@ typedef struct nps_config {
     int64_t max_skew_ms;      /* events further ahead are invalid (future) */
     uint64_t max_event_bytes; /* larger messages are invalid (too_large) */
     int64_t now_ms;           /* 0: the wall clock; else a pinned clock */
+    int64_t clock_base_ms;    /* engine time at load, for time-scale */
+    int64_t clock_base_mono_ms;
     /* run */
     char input[NPS_PATH_MAX]; /* JSON lines; "-" for stdin */
     char format[16];          /* report format: table or json */
     int64_t batch_events;     /* events per hand-off to the merger */
+    /* Kafka and Redis */
+    char brokers[512];  /* bootstrap servers; empty: run reads --input */
+    char topic[256];
+    char group[256];
+    char redis[256];    /* HOST:PORT */
+    char prefix[64];    /* Redis key prefix */
+    int64_t workers;    /* 0: one per core */
+    int64_t flush_ms;
+    int64_t session_timeout_ms;
+    int64_t time_scale; /* the engine clock runs this many times the wall clock */
+    int64_t partitions; /* broker */
+    char top_view[64];  /* top: the view shown; empty: all views */
+    char top_window[16];
+    int64_t interval_ms; /* top: refresh period; 0: print once */
     /* gen */
+    int64_t rate_limit; /* events/s; 0: as fast as possible */
     int64_t count;
     uint64_t seed;
     double invalid_share;
@@ -43,6 +61,9 @@ enum {
     NPS_CMD_CORE = 1 << 0, /* every command that aggregates */
     NPS_CMD_RUN = 1 << 1,
     NPS_CMD_GEN = 1 << 2,
+    NPS_CMD_BROKER = 1 << 3,
+    NPS_CMD_TOP = 1 << 4,
+    NPS_CMD_DEMO = 1 << 5,
 };
 
 /* Defaults of every setting. */
@@ -54,6 +75,13 @@ nps_status nps_config_init(nps_config *config, nps_error *err);
  * names the setting and its source. */
 nps_status nps_config_load(nps_config *config, unsigned command, int argc, char **argv, char **envp,
                            nps_error *err);
+
+/* The engine clock: the wall clock, or the pinned `now`, running
+ * time-scale times faster than the wall clock since the first call. */
+int64_t nps_clock_now_ms(const nps_config *config);
+
+/* Split "HOST:PORT" (port default 6379). False on a malformed address. */
+bool nps_parse_host_port(const char *text, char *host, size_t host_size, int *port);
 
 /* Print the settings of `command` with their flags, variables, defaults
  * and descriptions. */

@@ -12,15 +12,6 @@
 #include <sys/types.h>
 #include <time.h>
 
-int64_t nps_clock_now_ms(const nps_config *config)
-{
-    if (config->now_ms)
-        return config->now_ms;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 nps_status nps_file_source_run(const nps_config *config, nps_shard *shard,
                                nps_file_progress *progress, nps_error *err)
 {

@@ -16,9 +16,6 @@ typedef struct nps_file_progress {
     uint64_t bytes;
 } nps_file_progress;
 
-/* Clock of the run: the pinned --now, or the wall clock. */
-int64_t nps_clock_now_ms(const nps_config *config);
-
 /* @locality worker thread. Read `config->input` to its end, counting each
  * line into `shard` and publishing every config->batch_events lines; a
  * final drain hands over the rest. Empty lines are skipped. */

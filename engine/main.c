@@ -1,8 +1,9 @@
 /*
- * npstream: the one binary. `run` aggregates JSON lines (file or stdin)
- * with a worker thread and a merger thread and prints the rollup; `gen`
- * writes realistic events. Kafka, Redis, broker, demo and top arrive with
- * the pipeline.
+ * npstream: the one binary. `run` without --brokers aggregates JSON lines
+ * (file or stdin) with a worker thread and a merger thread and prints the
+ * rollup; with --brokers it is the Kafka-to-Redis pipeline (pipeline.c).
+ * `gen` writes realistic events; broker, top and demo live in their own
+ * files (commands.h).
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -13,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "commands.h"
 #include "config.h"
 #include "event_gen.h"
 #include "file_source.h"
@@ -27,9 +29,16 @@ static void usage(FILE *out)
     fprintf(out,
             "npstream %s: streaming Net Promoter Score aggregation\n\n"
             "usage:\n"
-            "  npstream run [options]   aggregate JSON lines (one event per line) from --input\n"
-            "                           and print NPS per view, segment and window\n"
-            "  npstream gen [options]   write realistic survey events as JSON lines\n"
+            "  npstream run [options]    consume survey events from Kafka (--brokers) and\n"
+            "                            publish NPS rollups to Redis, exactly once; without\n"
+            "                            --brokers, aggregate JSON lines from --input and\n"
+            "                            print NPS per view, segment and window\n"
+            "  npstream gen [options]    realistic survey events, to Kafka (--brokers) or\n"
+            "                            as JSON lines (--output)\n"
+            "  npstream broker [options] the embedded Kafka-protocol broker on loopback\n"
+            "  npstream top [options]    live NPS table read from Redis\n"
+            "  npstream demo [options]   broker + gen + run against a local Redis, with the\n"
+            "                            live table\n"
             "  npstream COMMAND --help  the options of a command\n\n"
             "Every option is also read from a config file (--config) and from an\n"
             "NPSTREAM_* environment variable; flags win over variables, variables over\n"
@@ -89,6 +98,8 @@ static int cmd_run(int argc, char **argv)
         fprintf(stderr, "npstream run: %s\n", err.msg);
         return 2;
     }
+    if (config.brokers[0])
+        return nps_run_pipeline(&config);
     nps_shard *shard = nps_shard_new(&config, &err);
     nps_state *state = shard ? nps_state_new(&config, &err) : NULL;
     if (!state) {
@@ -138,11 +149,6 @@ static int cmd_gen(int argc, char **argv)
         fprintf(stderr, "npstream gen: %s\n", err.msg);
         return 2;
     }
-    FILE *out = strcmp(config.output, "-") == 0 ? stdout : fopen(config.output, "w");
-    if (!out) {
-        fprintf(stderr, "npstream gen: cannot write %s\n", config.output);
-        return 1;
-    }
     nps_gen_options options = {
         .seed = config.seed,
         .now_ms = nps_clock_now_ms(&config),
@@ -151,6 +157,17 @@ static int cmd_gen(int argc, char **argv)
     nps_gen *gen = nps_gen_new(&options, &err);
     if (!gen) {
         fprintf(stderr, "npstream gen: %s\n", err.msg);
+        return 1;
+    }
+    if (config.brokers[0]) {
+        int rc = nps_gen_to_kafka(&config, gen);
+        nps_gen_destroy(gen);
+        return rc;
+    }
+    FILE *out = strcmp(config.output, "-") == 0 ? stdout : fopen(config.output, "w");
+    if (!out) {
+        fprintf(stderr, "npstream gen: cannot write %s\n", config.output);
+        nps_gen_destroy(gen);
         return 1;
     }
     char msg[1024], key[64];
@@ -189,6 +206,12 @@ int main(int argc, char **argv)
         nps_config_print_help(NPS_CMD_RUN, stdout);
         printf("\ngen options:\n");
         nps_config_print_help(NPS_CMD_GEN, stdout);
+        printf("\nbroker options:\n");
+        nps_config_print_help(NPS_CMD_BROKER, stdout);
+        printf("\ntop options:\n");
+        nps_config_print_help(NPS_CMD_TOP, stdout);
+        printf("\ndemo options:\n");
+        nps_config_print_help(NPS_CMD_DEMO, stdout);
         return 0;
     }
     if (strcmp(command, "--version") == 0) {
@@ -199,7 +222,11 @@ int main(int argc, char **argv)
         const char *name;
         unsigned mask;
         int (*fn)(int, char **);
-    } commands[] = {{"run", NPS_CMD_RUN, cmd_run}, {"gen", NPS_CMD_GEN, cmd_gen}};
+    } commands[] = {{"run", NPS_CMD_RUN, cmd_run},
+                    {"gen", NPS_CMD_GEN, cmd_gen},
+                    {"broker", NPS_CMD_BROKER, nps_cmd_broker},
+                    {"top", NPS_CMD_TOP, nps_cmd_top},
+                    {"demo", NPS_CMD_DEMO, nps_cmd_demo}};
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (strcmp(command, commands[i].name) != 0)
             continue;
