@@ -72,6 +72,7 @@ void nps_delta_destroy(nps_delta *delta)
         return;
     for (int v = 0; v < delta->nviews; v++)
         view_free(&delta->views[v]);
+    free(delta->partitions);
     free(delta);
 }
 
@@ -87,12 +88,33 @@ void nps_delta_clear(nps_delta *delta)
         dv->overflow_segment = NPS_SEGMENT_NONE;
     }
     delta->messages = delta->counted = delta->late = delta->overflowed = 0;
+    delta->npartitions = 0;
     memset(delta->invalid, 0, sizeof(delta->invalid));
 }
 
 bool nps_delta_is_empty(const nps_delta *delta)
 {
-    return delta->messages == 0;
+    return delta->messages == 0 && delta->npartitions == 0;
+}
+
+bool nps_delta_set_partition(nps_delta *delta, int32_t partition, int64_t next_offset)
+{
+    for (uint32_t i = 0; i < delta->npartitions; i++) {
+        if (delta->partitions[i].partition == partition) {
+            delta->partitions[i].next_offset = next_offset;
+            return true;
+        }
+    }
+    if (delta->npartitions == delta->partitions_cap) {
+        uint32_t cap = delta->partitions_cap ? delta->partitions_cap * 2 : 16;
+        nps_delta_partition *bigger = realloc(delta->partitions, cap * sizeof(*bigger));
+        if (!bigger)
+            return false;
+        delta->partitions = bigger;
+        delta->partitions_cap = cap;
+    }
+    delta->partitions[delta->npartitions++] = (nps_delta_partition){partition, next_offset};
+    return true;
 }
 
 /* Double a slot table and re-insert every entry. Cold: amortized. */

@@ -59,8 +59,19 @@ typedef struct nps_delta_view {
     uint32_t overflow_segment; /* NPS_SEGMENT_NONE until used */
 } nps_delta_view;
 
+/* Where a worker's consumption of one Kafka partition stands: the offset
+ * after the last message this delta (and those before it) covered. */
+typedef struct nps_delta_partition {
+    int32_t partition;
+    int64_t next_offset;
+} nps_delta_partition;
+
 typedef struct nps_delta {
     int nviews;
+    /* Kafka progress at the hand-off (pipeline.c); unused by run --input. */
+    uint64_t epoch; /* the pipeline's resync epoch the counts belong to */
+    nps_delta_partition *partitions;
+    uint32_t npartitions, partitions_cap;
     nps_delta_view views[NPS_MAX_VIEWS];
     uint64_t messages;                     /* every message offered */
     uint64_t counted;                      /* valid events counted */
@@ -76,6 +87,10 @@ void nps_delta_destroy(nps_delta *delta);
 void nps_delta_clear(nps_delta *delta);
 
 bool nps_delta_is_empty(const nps_delta *delta);
+
+/* @locality owner. Record the progress of a partition (cold: once per
+ * partition per hand-off). False when memory runs out. */
+bool nps_delta_set_partition(nps_delta *delta, int32_t partition, int64_t next_offset);
 
 /* @locality owner. The segment of `view` for the dimension values, found
  * or added; past max_segments distinct segments, the overflow segment.

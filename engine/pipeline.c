@@ -1,11 +1,1091 @@
+/*
+ * pipeline: `npstream run --brokers`: Kafka in, Redis out, exactly once.
+ *
+ * Threads:
+ *   workers (N): each is a Kafka group consumer owning whole partitions.
+ *     It parses and counts into its shard (no lock, no shared write) and
+ *     at batch boundaries hands its delta, with how far it got in each
+ *     partition, to the flusher through the shard's wait-free hand-off.
+ *   flusher (1): merges deltas into the pending flush (an nps_state whose
+ *     counts it clears after each flush) and every --flush-ms writes one
+ *     unit per view with flush.lua, then commits Kafka offsets (advisory).
+ *   main: signals and a status line.
+ *
+ * Exactly once. A unit's fence for partition p is the offset after the
+ * last message that unit has applied. On assignment a worker reads the
+ * fences, seeks to the smallest, and counts a message into view v only if
+ * its offset is at or past v's fence. The flusher sends each unit the
+ * fence it expects (where the pending counts begin) and the one it sets;
+ * the script applies nothing unless the stored fence is the expected one.
+ * Anything unexpected (a fence moved by someone else, a partition taken
+ * over inside this process while it still has unflushed counts) makes
+ * the flusher *resync*: it drops every pending count and bumps the epoch;
+ * each worker then drops its delta, re-reads the fences and seeks again.
+ * Deltas of an older epoch are discarded on arrival.
+ *
+ * Locks exist only on cold paths: partition (un)registration and the
+ * revocation flush handshake (pipeline.lock).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "commands.h"
+#include "redis_sink.h"
+#include "shard.h"
+#include "state.h"
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "flush payloads are encoded little-endian by memcpy"
+#endif
+
+#define BATCH_MESSAGES 1024
+#define REDIS_TIMEOUT_MS 30000
+#define REVOKE_FLUSH_WAIT_MS 10000
+#define SHUTDOWN_FLUSH_WAIT_MS 15000
+#define NF 12 /* h0..h10, sent: the counts of one pane in a payload */
+
+typedef struct pipeline pipeline;
+
+/* Worker side: where one assigned partition stands. */
+typedef struct part_track {
+    bool assigned;
+    int64_t next;      /* offset after the last message counted; -1: none */
+    int64_t published; /* `next` as last handed to the flusher */
+    int64_t max_fence; /* messages below it are skipped by some unit */
+    int64_t fence[NPS_MAX_VIEWS];
+} part_track;
+
+typedef struct worker {
+    pipeline *pl;
+    int id;
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *queue;
+    nps_shard *shard;
+    nps_redis *redis; /* fence reads */
+    part_track *parts;
+    int32_t parts_cap;
+    uint64_t epoch;
+    pthread_t thread;
+    atomic_bool drained; /* stopped consuming and handed over everything */
+    _Atomic uint64_t messages;
+} worker;
+
+/* Flusher side: one partition's fences and progress. */
+typedef struct fence_entry {
+    bool registered;
+    int owner; /* worker index; -1 once revoked with counts still pending */
+    int64_t begin[NPS_MAX_VIEWS]; /* the stored fence each unit expects */
+    int64_t end;                  /* offset after the last merged message; -1 none */
+    int64_t flush_end;            /* `end` when the outstanding flush was cut */
+} fence_entry;
+
+typedef struct registration {
+    int32_t partition;
+    int owner;
+    uint64_t epoch;
+    bool revoke;
+    int64_t fence[NPS_MAX_VIEWS];
+} registration;
+
+/* One unit of the outstanding flush: its EVALSHA arguments. */
+typedef struct unit_payload {
+    char *buf; /* every argument, back to back */
+    size_t len, cap;
+    size_t *offsets, *lens;
+    int argc, argv_cap;
+    bool done;
+} unit_payload;
+
+struct pipeline {
+    const nps_config *config;
+    int nviews;
+    int nworkers;
+    worker *workers;
+    atomic_bool stop;
+    atomic_bool flusher_done;
+    _Atomic uint64_t epoch;
+    char instance[64];
+
+    pthread_mutex_t lock; /* registrations and the revocation handshake */
+    pthread_cond_t flushed;
+    registration *regs;
+    size_t nregs, regs_cap;
+    uint64_t flush_requests; /* under lock */
+    uint64_t flushes_done;   /* under lock: requests served by completed flushes */
+
+    /* flusher thread only */
+    nps_state *pending;
+    fence_entry *table;
+    int32_t table_cap;
+    nps_redis *redis;
+    unit_payload units[NPS_MAX_VIEWS];
+    bool outstanding;
+    uint64_t outstanding_ticket;
+    uint64_t flush_seq;
+    int64_t retry_at_ms, backoff_ms;
+    bool redis_down;
+    char windows_arg[512];
+
+    /* status, read by main */
+    _Atomic uint64_t flushes, resyncs, mismatches, segments_written, expired_panes;
+    _Atomic int64_t last_flush_us;
+    _Atomic bool redis_ok;
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void log_line(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "npstream run: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* ---------------------------------------------------------------- fences */
+
+static void fence_field(char *out, size_t size, const nps_config *config, int view, int32_t p)
+{
+    snprintf(out, size, "%s:%d", config->views.views[view].name, (int)p);
+}
+
+/* Read the fences of `parts` for every unit; false when Redis fails.
+ * fences[i * nviews + v]: -1 where the unit has none yet. */
+static bool read_fences(worker *w, const rd_kafka_topic_partition_list_t *parts, int64_t *fences,
+                        nps_error *err)
+{
+    const nps_config *config = w->pl->config;
+    int nviews = w->pl->nviews;
+    size_t n = (size_t)parts->cnt * (size_t)nviews;
+    const char **argv = calloc(n + 2, sizeof(char *));
+    size_t *lens = calloc(n + 2, sizeof(size_t));
+    char *names = calloc(n + 2, 96);
+    char key[640];
+    bool ok = false;
+    if (!argv || !lens || !names) {
+        nps_error_set(err, "out of memory reading fences");
+        goto out;
+    }
+    snprintf(key, sizeof(key), "%s:offsets:%s:%s", config->prefix, config->group, config->topic);
+    argv[0] = "HMGET";
+    argv[1] = key;
+    for (int i = 0; i < parts->cnt; i++)
+        for (int v = 0; v < nviews; v++) {
+            size_t k = (size_t)i * (size_t)nviews + (size_t)v;
+            fence_field(names + k * 96, 96, config, v, parts->elems[i].partition);
+            argv[k + 2] = names + k * 96;
+        }
+    for (size_t k = 0; k < n + 2; k++)
+        lens[k] = strlen(argv[k]);
+    redisReply *reply = nps_redis_argv(w->redis, (int)(n + 2), argv, lens, err);
+    if (!reply)
+        goto out;
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == n) {
+        ok = true;
+        for (size_t k = 0; k < n; k++) {
+            redisReply *e = reply->element[k];
+            fences[k] = e->type == REDIS_REPLY_STRING ? strtoll(e->str, NULL, 10) : -1;
+        }
+    } else {
+        nps_error_set(err, "redis: unexpected reply reading fences: %s",
+                      reply->type == REDIS_REPLY_ERROR ? reply->str : "not an array");
+    }
+    freeReplyObject(reply);
+out:
+    free(argv);
+    free(lens);
+    free(names);
+    return ok;
+}
+
+static part_track *track(worker *w, int32_t p)
+{
+    if (p < 0)
+        return NULL;
+    if (p >= w->parts_cap) {
+        int32_t cap = w->parts_cap ? w->parts_cap : 64;
+        while (cap <= p)
+            cap *= 2;
+        part_track *bigger = realloc(w->parts, (size_t)cap * sizeof(*bigger));
+        if (!bigger)
+            return NULL;
+        memset(bigger + w->parts_cap, 0, (size_t)(cap - w->parts_cap) * sizeof(*bigger));
+        w->parts = bigger;
+        w->parts_cap = cap;
+    }
+    return &w->parts[p];
+}
+
+static void push_registration(pipeline *pl, const registration *reg)
+{
+    pthread_mutex_lock(&pl->lock);
+    if (pl->nregs == pl->regs_cap) {
+        size_t cap = pl->regs_cap ? pl->regs_cap * 2 : 64;
+        registration *bigger = realloc(pl->regs, cap * sizeof(*bigger));
+        if (!bigger) {
+            pthread_mutex_unlock(&pl->lock);
+            log_line("out of memory registering a partition; exiting");
+            exit(1);
+        }
+        pl->regs = bigger;
+        pl->regs_cap = cap;
+    }
+    pl->regs[pl->nregs++] = *reg;
+    pthread_mutex_unlock(&pl->lock);
+}
+
+/* Read fences for `parts` (retrying while Redis is down), set each start
+ * offset to the smallest fence, and register the partitions with the
+ * flusher. False only when the pipeline stops first. */
+static bool take_partitions(worker *w, rd_kafka_topic_partition_list_t *parts)
+{
+    pipeline *pl = w->pl;
+    int nviews = pl->nviews;
+    int64_t *fences = calloc((size_t)parts->cnt * (size_t)nviews + 1, sizeof(int64_t));
+    if (!fences) {
+        log_line("out of memory taking partitions; exiting");
+        exit(1);
+    }
+    nps_error err = {{0}};
+    int64_t backoff = 100;
+    bool logged = false;
+    while (!read_fences(w, parts, fences, &err)) {
+        if (atomic_load(&pl->stop)) {
+            free(fences);
+            return false;
+        }
+        if (!logged)
+            log_line("worker %d: cannot read fences (%s); retrying", w->id, err.msg);
+        logged = true;
+        sleep_ms(backoff);
+        backoff = backoff < 2000 ? backoff * 2 : 2000;
+    }
+    uint64_t epoch = atomic_load(&pl->epoch);
+    w->epoch = epoch;
+    for (int i = 0; i < parts->cnt; i++) {
+        part_track *t = track(w, parts->elems[i].partition);
+        if (!t) {
+            log_line("out of memory tracking partitions; exiting");
+            exit(1);
+        }
+        registration reg = {.partition = parts->elems[i].partition, .owner = w->id, .epoch = epoch};
+        int64_t lowest = INT64_MAX, highest = -1;
+        for (int v = 0; v < nviews; v++) {
+            int64_t f = fences[(size_t)i * (size_t)nviews + (size_t)v];
+            t->fence[v] = reg.fence[v] = f;
+            lowest = f < lowest ? f : lowest;
+            highest = f > highest ? f : highest;
+        }
+        t->assigned = true;
+        t->next = t->published = -1;
+        t->max_fence = highest;
+        parts->elems[i].offset = lowest < 0 ? RD_KAFKA_OFFSET_BEGINNING : lowest;
+        push_registration(pl, &reg);
+    }
+    free(fences);
+    return true;
+}
+
+/* Ask the flusher for a flush and wait until one that began after the
+ * request has completed, or the wait times out. */
+static bool flush_and_wait(pipeline *pl, int64_t wait_ms)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += wait_ms / 1000;
+    deadline.tv_nsec += (wait_ms % 1000) * 1000000;
+    if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&pl->lock);
+    uint64_t ticket = ++pl->flush_requests;
+    int rc = 0;
+    while (pl->flushes_done < ticket && rc != ETIMEDOUT && !atomic_load(&pl->flusher_done))
+        rc = pthread_cond_timedwait(&pl->flushed, &pl->lock, &deadline);
+    bool done = pl->flushes_done >= ticket;
+    pthread_mutex_unlock(&pl->lock);
+    return done;
+}
+
+/* Hand over the current delta with the progress of every partition,
+ * waiting for the flusher when `wait`. */
+static void publish(worker *w, bool wait)
+{
+    nps_delta *delta = nps_shard_current(w->shard);
+    delta->epoch = w->epoch;
+    for (int32_t p = 0; p < w->parts_cap; p++) {
+        part_track *t = &w->parts[p];
+        if (t->assigned && t->next > t->published && !nps_delta_set_partition(delta, p, t->next)) {
+            log_line("out of memory recording progress; exiting");
+            exit(1);
+        }
+    }
+    if (wait)
+        nps_shard_drain(w->shard);
+    else if (!nps_shard_publish(w->shard))
+        return;
+    for (int32_t p = 0; p < w->parts_cap; p++)
+        if (w->parts[p].assigned)
+            w->parts[p].published = w->parts[p].next;
+}
+
+static void release_partitions(worker *w, const rd_kafka_topic_partition_list_t *parts)
+{
+    pipeline *pl = w->pl;
+    publish(w, true);
+    if (!atomic_load(&pl->flusher_done) && !flush_and_wait(pl, REVOKE_FLUSH_WAIT_MS))
+        log_line("worker %d: revocation flush did not complete in %d ms; its counts stay "
+                 "pending (fences keep them exact)",
+                 w->id, REVOKE_FLUSH_WAIT_MS);
+    for (int i = 0; i < parts->cnt; i++) {
+        part_track *t = track(w, parts->elems[i].partition);
+        if (t)
+            t->assigned = false;
+        registration reg = {.partition = parts->elems[i].partition,
+                            .owner = w->id,
+                            .epoch = w->epoch,
+                            .revoke = true};
+        push_registration(pl, &reg);
+    }
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    worker *w = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        if (!take_partitions(w, parts)) {
+            rd_kafka_assign(rk, NULL);
+            return;
+        }
+        log_line("worker %d: assigned %d partition(s)", w->id, parts->cnt);
+        rd_kafka_resp_err_t aerr = rd_kafka_assign(rk, parts);
+        if (aerr)
+            log_line("worker %d: assign failed: %s", w->id, rd_kafka_err2str(aerr));
+    } else {
+        release_partitions(w, parts);
+        log_line("worker %d: revoked %d partition(s)", w->id, parts->cnt);
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+/* The flusher bumped the epoch: drop what this worker counted, read the
+ * fences again and seek every assigned partition to its smallest one. */
+static void resync_worker(worker *w)
+{
+    nps_delta_clear(nps_shard_current(w->shard));
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(8);
+    for (int32_t p = 0; p < w->parts_cap; p++)
+        if (w->parts[p].assigned)
+            rd_kafka_topic_partition_list_add(parts, w->pl->config->topic, p);
+    w->epoch = atomic_load(&w->pl->epoch);
+    if (parts->cnt > 0 && take_partitions(w, parts)) {
+        rd_kafka_error_t *error = rd_kafka_seek_partitions(w->rk, parts, 10000);
+        if (error) {
+            log_line("worker %d: seek after resync failed: %s", w->id,
+                     rd_kafka_error_string(error));
+            rd_kafka_error_destroy(error);
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(parts);
+}
+
+static void count_message(worker *w, const rd_kafka_message_t *m)
+{
+    part_track *t = track(w, m->partition);
+    if (!t || !t->assigned || m->offset < t->next)
+        return; /* not ours (any more), or already counted */
+    uint32_t skip = 0;
+    if (m->offset < t->max_fence)
+        for (int v = 0; v < w->pl->nviews; v++)
+            if (m->offset < t->fence[v])
+                skip |= 1u << v;
+    rd_kafka_timestamp_type_t tstype;
+    int64_t kafka_ts = rd_kafka_message_timestamp(m, &tstype);
+    nps_invalid_reason reason;
+    nps_status status = nps_shard_add_masked(w->shard, m->payload ? m->payload : "", m->len,
+                                             kafka_ts, skip, &reason, NULL, 0);
+    if (status != NPS_OK) {
+        log_line("worker %d: out of memory counting; exiting so nothing is lost", w->id);
+        exit(1);
+    }
+    t->next = m->offset + 1;
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    pipeline *pl = w->pl;
+    rd_kafka_message_t *batch[BATCH_MESSAGES];
+    uint64_t errors = 0;
+    while (!atomic_load(&pl->stop)) {
+        if (w->epoch != atomic_load(&pl->epoch))
+            resync_worker(w);
+        nps_shard_set_now(w->shard, nps_clock_now_ms(pl->config));
+        ssize_t n = rd_kafka_consume_batch_queue(w->queue, 100, batch, BATCH_MESSAGES);
+        for (ssize_t i = 0; i < n; i++) {
+            rd_kafka_message_t *m = batch[i];
+            if (m->err) {
+                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && errors++ % 1000 == 0)
+                    log_line("worker %d: consumer error: %s", w->id, rd_kafka_message_errstr(m));
+            } else if (w->epoch == atomic_load(&pl->epoch)) {
+                count_message(w, m);
+                if (nps_shard_segments_at(w->shard, pl->config->max_segments))
+                    publish(w, true);
+            }
+            rd_kafka_message_destroy(m);
+        }
+        if (n > 0)
+            atomic_fetch_add(&w->messages, (uint64_t)n);
+        publish(w, false);
+    }
+    publish(w, true);
+    atomic_store(&w->drained, true);
+    /* Close only after the final flush, so the revocation finds nothing
+     * pending and the group hands the partitions on at once. */
+    while (!atomic_load(&pl->flusher_done))
+        sleep_ms(5);
+    rd_kafka_consumer_close(w->rk);
+    return NULL;
+}
+
+/* --------------------------------------------------------------- flusher */
+
+static fence_entry *entry(pipeline *pl, int32_t p)
+{
+    if (p < 0)
+        return NULL;
+    if (p >= pl->table_cap) {
+        int32_t cap = pl->table_cap ? pl->table_cap : 64;
+        while (cap <= p)
+            cap *= 2;
+        fence_entry *bigger = realloc(pl->table, (size_t)cap * sizeof(*bigger));
+        if (!bigger)
+            return NULL;
+        memset(bigger + pl->table_cap, 0, (size_t)(cap - pl->table_cap) * sizeof(*bigger));
+        pl->table = bigger;
+        pl->table_cap = cap;
+    }
+    return &pl->table[p];
+}
+
+static bool entry_pending(const pipeline *pl, const fence_entry *e)
+{
+    for (int v = 0; v < pl->nviews; v++)
+        if (e->end >= 0 && e->end != e->begin[v])
+            return true;
+    return false;
+}
+
+/* Drop every pending count and make the workers start again from the
+ * fences in Redis. */
+static void resync(pipeline *pl, const char *why)
+{
+    log_line("resync: %s; dropping unflushed counts and re-reading from the fences", why);
+    nps_state_clear_counts(pl->pending);
+    memset(pl->table, 0, (size_t)pl->table_cap * sizeof(*pl->table));
+    pl->outstanding = false;
+    atomic_fetch_add(&pl->epoch, 1);
+    atomic_fetch_add(&pl->resyncs, 1);
+}
+
+static void apply_registrations(pipeline *pl)
+{
+    pthread_mutex_lock(&pl->lock);
+    registration *regs = pl->regs;
+    size_t n = pl->nregs;
+    pl->regs = NULL;
+    pl->nregs = pl->regs_cap = 0;
+    pthread_mutex_unlock(&pl->lock);
+    uint64_t epoch = atomic_load(&pl->epoch);
+    for (size_t i = 0; i < n; i++) {
+        const registration *r = &regs[i];
+        fence_entry *e = entry(pl, r->partition);
+        if (r->epoch != epoch || !e)
+            continue; /* the worker registers again after the resync */
+        if (r->revoke) {
+            if (e->registered && e->owner == r->owner)
+                e->owner = -1;
+            if (!entry_pending(pl, e) && !(pl->outstanding && e->flush_end >= 0))
+                memset(e, 0, sizeof(*e));
+            continue;
+        }
+        if (e->registered && (entry_pending(pl, e) || (pl->outstanding && e->flush_end >= 0))) {
+            char why[128];
+            snprintf(why, sizeof(why), "partition %d taken over while it had unflushed counts",
+                     (int)r->partition);
+            resync(pl, why);
+            epoch = atomic_load(&pl->epoch);
+            continue;
+        }
+        e->registered = true;
+        e->owner = r->owner;
+        memcpy(e->begin, r->fence, sizeof(e->begin));
+        e->end = e->flush_end = -1;
+    }
+    free(regs);
+}
+
+static void merge_delta(pipeline *pl, nps_delta *delta)
+{
+    if (delta->epoch != atomic_load(&pl->epoch))
+        return; /* counted before a resync */
+    nps_error err = {{0}};
+    if (nps_state_merge(pl->pending, delta, nps_clock_now_ms(pl->config), &err) != NPS_OK) {
+        log_line("%s; exiting so nothing is lost", err.msg);
+        exit(1);
+    }
+    for (uint32_t i = 0; i < delta->npartitions; i++) {
+        fence_entry *e = entry(pl, delta->partitions[i].partition);
+        if (!e || !e->registered) {
+            resync(pl, "progress for a partition that is not registered");
+            return;
+        }
+        if (delta->partitions[i].next_offset > e->end)
+            e->end = delta->partitions[i].next_offset;
+    }
+}
+
+static bool payload_arg(unit_payload *u, const void *data, size_t len)
+{
+    if (u->argc == u->argv_cap) {
+        int cap = u->argv_cap ? u->argv_cap * 2 : 64;
+        size_t *o = realloc(u->offsets, (size_t)cap * sizeof(size_t));
+        if (o)
+            u->offsets = o;
+        size_t *l = realloc(u->lens, (size_t)cap * sizeof(size_t));
+        if (l)
+            u->lens = l;
+        if (!o || !l)
+            return false;
+        u->argv_cap = cap;
+    }
+    if (u->len + len > u->cap) {
+        size_t cap = u->cap ? u->cap : 4096;
+        while (cap < u->len + len)
+            cap *= 2;
+        char *bigger = realloc(u->buf, cap);
+        if (!bigger)
+            return false;
+        u->buf = bigger;
+        u->cap = cap;
+    }
+    memcpy(u->buf + u->len, data, len);
+    u->offsets[u->argc] = u->len;
+    u->lens[u->argc++] = len;
+    u->len += len;
+    return true;
+}
+
+static bool payload_str(unit_payload *u, const char *s)
+{
+    return payload_arg(u, s, strlen(s));
+}
+
+/* Append to the last argument (the segment's entries being built). */
+static bool payload_extend(unit_payload *u, const void *data, size_t len)
+{
+    if (u->len + len > u->cap) {
+        size_t cap = u->cap ? u->cap : 4096;
+        while (cap < u->len + len)
+            cap *= 2;
+        char *bigger = realloc(u->buf, cap);
+        if (!bigger)
+            return false;
+        u->buf = bigger;
+        u->cap = cap;
+    }
+    memcpy(u->buf + u->len, data, len);
+    u->len += len;
+    u->lens[u->argc - 1] += len;
+    return true;
+}
+
+static bool put_entry(unit_payload *u, int window, int64_t pane, const nps_counts *c)
+{
+    unsigned char rec[1 + 8 + 8 * NF];
+    int64_t v[NF];
+    for (int b = 0; b < NPS_BUCKETS; b++)
+        v[b] = (int64_t)c->h[b];
+    v[NPS_BUCKETS] = (int64_t)c->sent;
+    rec[0] = (unsigned char)window;
+    memcpy(rec + 1, &pane, 8);
+    memcpy(rec + 9, v, sizeof(v));
+    return payload_extend(u, rec, sizeof(rec));
+}
+
+static bool encode_segments(pipeline *pl, int view, unit_payload *u)
+{
+    const nps_windows *windows = &pl->config->windows;
+    int total_w = windows->n - 1;
+    size_t nseg = nps_state_segment_count(pl->pending, view);
+    for (size_t s = 0; s < nseg; s++) {
+        uint32_t npanes;
+        nps_counts total;
+        nps_state_panes(pl->pending, view, s, total_w, &npanes, &total);
+        if (nps_counts_is_zero(&total))
+            continue;
+        if (!payload_str(u, nps_state_segment_name(pl->pending, view, s)) || !payload_arg(u, "", 0))
+            return false;
+        for (int w = 0; w < total_w; w++) {
+            nps_counts wt;
+            const nps_state_pane *panes = nps_state_panes(pl->pending, view, s, w, &npanes, &wt);
+            for (uint32_t k = 0; k < npanes; k++)
+                if (!put_entry(u, w, panes[k].index, &panes[k].counts))
+                    return false;
+        }
+        if (!put_entry(u, total_w, 0, &total))
+            return false;
+    }
+    return true;
+}
+
+static bool encode_unit(pipeline *pl, int view, int64_t now, unit_payload *u)
+{
+    const nps_config *config = pl->config;
+    const nps_view *vw = &config->views.views[view];
+    char dims[512] = "", num[64], flush_id[128];
+    for (int d = 0; d < vw->ndims; d++) {
+        size_t len = strlen(dims);
+        snprintf(dims + len, sizeof(dims) - len, "%s%s", d ? "," : "",
+                 config->views.dim_names[vw->dim[d]]);
+    }
+    snprintf(num, sizeof(num), "%" PRId64, now);
+    snprintf(flush_id, sizeof(flush_id), "%s:%" PRIu64, pl->instance, pl->flush_seq);
+    u->argc = 0;
+    u->len = 0;
+    u->done = false;
+    bool ok = payload_str(u, config->prefix) && payload_str(u, config->group) &&
+              payload_str(u, config->topic) && payload_str(u, vw->name) &&
+              payload_str(u, vw->name) && payload_str(u, dims) && payload_str(u, num) &&
+              payload_str(u, flush_id) && payload_str(u, pl->windows_arg) && payload_arg(u, "", 0);
+    for (int32_t p = 0; ok && p < pl->table_cap; p++) {
+        const fence_entry *e = &pl->table[p];
+        if (!e->registered || e->flush_end < 0 || e->flush_end == e->begin[view])
+            continue;
+        char part[96];
+        int n = snprintf(part, sizeof(part), "%s%d:%" PRId64 ":%" PRId64,
+                         u->lens[u->argc - 1] ? ";" : "", (int)p, e->begin[view], e->flush_end);
+        ok = payload_extend(u, part, (size_t)n);
+    }
+    return ok && encode_segments(pl, view, u);
+}
+
+/* Cut the pending counts into one payload per unit and start sending. */
+static void start_flush(pipeline *pl)
+{
+    pthread_mutex_lock(&pl->lock);
+    pl->outstanding_ticket = pl->flush_requests;
+    pthread_mutex_unlock(&pl->lock);
+    pl->flush_seq++;
+    for (int32_t p = 0; p < pl->table_cap; p++)
+        pl->table[p].flush_end = pl->table[p].registered ? pl->table[p].end : -1;
+    int64_t now = nps_clock_now_ms(pl->config);
+    for (int v = 0; v < pl->nviews; v++) {
+        if (!encode_unit(pl, v, now, &pl->units[v])) {
+            log_line("out of memory encoding a flush; exiting so nothing is lost");
+            exit(1);
+        }
+    }
+    nps_state_clear_counts(pl->pending);
+    pl->outstanding = true;
+    pl->retry_at_ms = 0;
+}
+
+static void set_redis_state(pipeline *pl, bool ok, const char *msg)
+{
+    if (ok == !pl->redis_down)
+        return;
+    pl->redis_down = !ok;
+    atomic_store(&pl->redis_ok, ok);
+    if (ok)
+        log_line("redis %s is back; publishing", nps_redis_address(pl->redis));
+    else
+        log_line("%s; still consuming and aggregating, retrying with backoff", msg);
+}
+
+/* Fences advanced: commit the smallest fence of each owned partition to
+ * Kafka, for lag tools (advisory; restarts read the fences). */
+static void commit_offsets(pipeline *pl)
+{
+    for (int wi = 0; wi < pl->nworkers; wi++) {
+        rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(8);
+        for (int32_t p = 0; p < pl->table_cap; p++) {
+            const fence_entry *e = &pl->table[p];
+            if (!e->registered || e->owner != wi)
+                continue;
+            int64_t lowest = INT64_MAX;
+            for (int v = 0; v < pl->nviews; v++)
+                lowest = e->begin[v] < lowest ? e->begin[v] : lowest;
+            if (lowest >= 0 && lowest != INT64_MAX)
+                rd_kafka_topic_partition_list_add(list, pl->config->topic, p)->offset = lowest;
+        }
+        if (list->cnt > 0)
+            rd_kafka_commit(pl->workers[wi].rk, list, 1);
+        rd_kafka_topic_partition_list_destroy(list);
+    }
+}
+
+static void finish_flush(pipeline *pl, int64_t started_us)
+{
+    for (int32_t p = 0; p < pl->table_cap; p++) {
+        fence_entry *e = &pl->table[p];
+        if (!e->registered || e->flush_end < 0)
+            continue;
+        for (int v = 0; v < pl->nviews; v++)
+            e->begin[v] = e->flush_end;
+        e->flush_end = -1;
+        if (e->owner < 0 && !entry_pending(pl, e))
+            memset(e, 0, sizeof(*e));
+    }
+    pl->outstanding = false;
+    commit_offsets(pl);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    atomic_store(&pl->last_flush_us, (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - started_us);
+    atomic_fetch_add(&pl->flushes, 1);
+    pthread_mutex_lock(&pl->lock);
+    if (pl->outstanding_ticket > pl->flushes_done)
+        pl->flushes_done = pl->outstanding_ticket;
+    pthread_cond_broadcast(&pl->flushed);
+    pthread_mutex_unlock(&pl->lock);
+}
+
+/* Send the units not yet applied. Returns when all are done, on a fence
+ * mismatch (resync) or on a Redis failure (retry later). */
+static void send_units(pipeline *pl)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t started_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    for (int v = 0; v < pl->nviews; v++) {
+        unit_payload *u = &pl->units[v];
+        if (u->done)
+            continue;
+        const char **argv = malloc((size_t)u->argc * sizeof(char *));
+        if (!argv) {
+            log_line("out of memory sending a flush; exiting so nothing is lost");
+            exit(1);
+        }
+        for (int a = 0; a < u->argc; a++)
+            argv[a] = u->buf + u->offsets[a];
+        nps_error err = {{0}};
+        redisReply *reply = nps_redis_flush_unit(pl->redis, u->argc, argv, u->lens, &err);
+        free(argv);
+        if (!reply) {
+            set_redis_state(pl, false, err.msg);
+            pl->retry_at_ms = mono_ms() + pl->backoff_ms;
+            pl->backoff_ms = pl->backoff_ms < 5000 ? pl->backoff_ms * 2 : 5000;
+            return;
+        }
+        set_redis_state(pl, true, NULL);
+        pl->backoff_ms = 100;
+        const char *status = reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
+                                     reply->element[0]->type == REDIS_REPLY_STRING
+                                 ? reply->element[0]->str
+                                 : NULL;
+        if (status && strcmp(status, "ok") == 0) {
+            if (reply->elements >= 3) {
+                atomic_fetch_add(&pl->segments_written, (uint64_t)reply->element[1]->integer);
+                atomic_fetch_add(&pl->expired_panes, (uint64_t)reply->element[2]->integer);
+            }
+            u->done = true;
+        } else if (status && strcmp(status, "applied") == 0) {
+            u->done = true; /* its reply was lost; Redis has it */
+        } else {
+            char why[512];
+            if (status && strcmp(status, "mismatch") == 0 && reply->elements >= 2)
+                snprintf(why, sizeof(why), "view %s: fence moved by someone else (stored %s)",
+                         pl->config->views.views[v].name, reply->element[1]->str);
+            else
+                snprintf(why, sizeof(why), "view %s: flush script failed: %s",
+                         pl->config->views.views[v].name,
+                         reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+            freeReplyObject(reply);
+            atomic_fetch_add(&pl->mismatches, 1);
+            resync(pl, why);
+            return;
+        }
+        freeReplyObject(reply);
+    }
+    finish_flush(pl, started_us);
+}
+
+static bool all_drained(const pipeline *pl)
+{
+    for (int i = 0; i < pl->nworkers; i++)
+        if (!atomic_load(&pl->workers[i].drained))
+            return false;
+    return true;
+}
+
+static bool take_deltas(pipeline *pl)
+{
+    bool any = false;
+    for (int i = 0; i < pl->nworkers; i++) {
+        nps_delta *delta = nps_shard_take(pl->workers[i].shard);
+        if (!delta)
+            continue;
+        any = true;
+        apply_registrations(pl); /* those made before this hand-off */
+        merge_delta(pl, delta);
+        nps_shard_give_back(pl->workers[i].shard, delta);
+    }
+    return any;
+}
+
+static bool has_pending(const pipeline *pl)
+{
+    for (int32_t p = 0; p < pl->table_cap; p++)
+        if (pl->table[p].registered && entry_pending(pl, &pl->table[p]))
+            return true;
+    return false;
+}
+
+static void *flusher_main(void *arg)
+{
+    pipeline *pl = arg;
+    int64_t next_flush = mono_ms() + pl->config->flush_ms;
+    int64_t stop_deadline = 0;
+    for (;;) {
+        apply_registrations(pl);
+        bool busy = take_deltas(pl);
+        int64_t now = mono_ms();
+        pthread_mutex_lock(&pl->lock);
+        bool requested = pl->flush_requests > pl->flushes_done;
+        pthread_mutex_unlock(&pl->lock);
+        bool stopping = atomic_load(&pl->stop) && all_drained(pl);
+        if (stopping) {
+            take_deltas(pl);
+            if (!stop_deadline)
+                stop_deadline = now + SHUTDOWN_FLUSH_WAIT_MS;
+        }
+        if (pl->outstanding) {
+            if (now >= pl->retry_at_ms)
+                send_units(pl);
+        } else if (now >= next_flush || requested || (stopping && has_pending(pl))) {
+            start_flush(pl);
+            send_units(pl);
+            next_flush = now + pl->config->flush_ms;
+        }
+        if (stopping && !pl->outstanding && !has_pending(pl))
+            break;
+        if (stopping && now > stop_deadline) {
+            log_line("redis unavailable at shutdown: unflushed counts are dropped; the next "
+                     "start re-reads them from Kafka (the fences did not move)");
+            break;
+        }
+        if (!busy)
+            sleep_ms(1);
+    }
+    pthread_mutex_lock(&pl->lock);
+    atomic_store(&pl->flusher_done, true);
+    pthread_cond_broadcast(&pl->flushed);
+    pthread_mutex_unlock(&pl->lock);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ setup */
+
+static rd_kafka_t *new_consumer(worker *w, nps_error *err)
+{
+    const nps_config *config = w->pl->config;
+    char errstr[512], timeout[32], heartbeat[32], id[160];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    snprintf(timeout, sizeof(timeout), "%" PRId64, config->session_timeout_ms);
+    snprintf(heartbeat, sizeof(heartbeat), "%" PRId64, config->session_timeout_ms / 4);
+    snprintf(id, sizeof(id), "npstream-%s-w%d", w->pl->instance, w->id);
+    const char *settings[][2] = {
+        {"bootstrap.servers", config->brokers},
+        {"group.id", config->group},
+        {"client.id", id},
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        {"auto.offset.reset", "earliest"},
+        {"session.timeout.ms", timeout},
+        {"heartbeat.interval.ms", heartbeat},
+        {"fetch.wait.max.ms", "100"},
+    };
+    for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
+        if (rd_kafka_conf_set(conf, settings[i][0], settings[i][1], errstr, sizeof(errstr)) !=
+            RD_KAFKA_CONF_OK) {
+            nps_error_set(err, "kafka %s: %s", settings[i][0], errstr);
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    }
+    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_opaque(conf, w);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    if (!rk) {
+        nps_error_set(err, "kafka: %s", errstr);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, config->topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t serr = rd_kafka_subscribe(rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (serr) {
+        nps_error_set(err, "kafka: subscribe to %s: %s", config->topic, rd_kafka_err2str(serr));
+        rd_kafka_destroy(rk);
+        return NULL;
+    }
+    return rk;
+}
+
+static void windows_arg(pipeline *pl)
+{
+    const nps_windows *ws = &pl->config->windows;
+    size_t len = 0;
+    for (int i = 0; i < ws->n; i++)
+        len += (size_t)snprintf(pl->windows_arg + len, sizeof(pl->windows_arg) - len,
+                                "%s%s:%" PRId64 ":%" PRId64, i ? ";" : "", ws->w[i].name,
+                                ws->w[i].size_ms, ws->w[i].pane_ms);
+}
+
+static int setup(pipeline *pl, const nps_config *config)
+{
+    nps_error err = {{0}};
+    pl->config = config;
+    pl->nviews = config->views.nviews;
+    pl->nworkers = config->workers ? (int)config->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (pl->nworkers < 1)
+        pl->nworkers = 1;
+    char host[128] = "host";
+    gethostname(host, sizeof(host) - 1);
+    snprintf(pl->instance, sizeof(pl->instance), "%.40s-%d", host, (int)getpid());
+    pthread_mutex_init(&pl->lock, NULL);
+    pthread_cond_init(&pl->flushed, NULL);
+    atomic_init(&pl->epoch, 1);
+    pl->backoff_ms = 100;
+    windows_arg(pl);
+    pl->pending = nps_state_new(config, &err);
+    pl->redis = pl->pending ? nps_redis_new(config->redis, REDIS_TIMEOUT_MS, &err) : NULL;
+    pl->workers = calloc((size_t)pl->nworkers, sizeof(worker));
+    if (!pl->redis || !pl->workers)
+        goto fail;
+    for (int i = 0; i < pl->nworkers; i++) {
+        worker *w = &pl->workers[i];
+        w->pl = pl;
+        w->id = i;
+        w->epoch = 1;
+        w->shard = nps_shard_new(config, &err);
+        w->redis = w->shard ? nps_redis_new(config->redis, REDIS_TIMEOUT_MS, &err) : NULL;
+        w->rk = w->redis ? new_consumer(w, &err) : NULL;
+        if (!w->rk)
+            goto fail;
+        w->queue = rd_kafka_queue_get_consumer(w->rk);
+    }
+    return 0;
+fail:
+    log_line("%s", err.msg[0] ? err.msg : "out of memory");
+    return 1;
+}
+
+static void status_line(pipeline *pl, int64_t elapsed_ms)
+{
+    uint64_t messages = 0;
+    for (int i = 0; i < pl->nworkers; i++)
+        messages += atomic_load(&pl->workers[i].messages);
+    nps_state_stats st;
+    nps_state_get_stats(pl->pending, &st);
+    uint64_t invalid = 0;
+    for (int r = 0; r < NPS_INVALID_REASONS; r++)
+        invalid += st.invalid[r];
+    log_line("%" PRIu64 " messages in %.0f s, %" PRIu64 " invalid, %" PRIu64 " late; %" PRIu64
+             " flushes (last %.1f ms), %" PRIu64 " resyncs; redis %s",
+             messages, (double)elapsed_ms / 1000, invalid, st.late, atomic_load(&pl->flushes),
+             (double)atomic_load(&pl->last_flush_us) / 1000, atomic_load(&pl->resyncs),
+             atomic_load(&pl->redis_ok) ? "ok" : "unavailable");
+}
 
 int nps_run_pipeline(const nps_config *config)
 {
-    (void)config;
-    
-    fprintf(stderr, "npstream run: Kafka input not built yet\n");
-    return 1;
+    static pipeline pl;
+    memset(&pl, 0, sizeof(pl));
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    atomic_init(&pl.redis_ok, true);
+    if (setup(&pl, config) != 0)
+        return 1;
+    log_line("%d worker(s) consuming %s from %s (group %s), publishing to redis %s every %" PRId64
+             " ms",
+             pl.nworkers, config->topic, config->brokers, config->group, config->redis,
+             config->flush_ms);
+    pthread_t flusher;
+    pthread_create(&flusher, NULL, flusher_main, &pl);
+    for (int i = 0; i < pl.nworkers; i++)
+        pthread_create(&pl.workers[i].thread, NULL, worker_main, &pl.workers[i]);
+    int64_t start = mono_ms(), last_status = start;
+    for (;;) {
+        struct timespec wait = {0, 200 * 1000000};
+        int sig = sigtimedwait(&signals, NULL, &wait);
+        if (sig == SIGINT || sig == SIGTERM) {
+            log_line("signal %d: stopping (flushing first; a second signal exits at once)", sig);
+            atomic_store(&pl.stop, true);
+            break;
+        }
+        if (mono_ms() - last_status >= 10000) {
+            last_status = mono_ms();
+            status_line(&pl, last_status - start);
+        }
+    }
+    /* A second signal while flushing ends the process at once. */
+    struct timespec wait = {0, 100 * 1000000};
+    while (!atomic_load(&pl.flusher_done)) {
+        int sig = sigtimedwait(&signals, NULL, &wait);
+        if (sig == SIGINT || sig == SIGTERM)
+            _exit(130);
+    }
+    pthread_join(flusher, NULL);
+    for (int i = 0; i < pl.nworkers; i++)
+        pthread_join(pl.workers[i].thread, NULL);
+    status_line(&pl, mono_ms() - start);
+    for (int i = 0; i < pl.nworkers; i++) {
+        rd_kafka_queue_destroy(pl.workers[i].queue);
+        rd_kafka_destroy(pl.workers[i].rk);
+        nps_shard_destroy(pl.workers[i].shard);
+        nps_redis_free(pl.workers[i].redis);
+        free(pl.workers[i].parts);
+    }
+    for (int v = 0; v < NPS_MAX_VIEWS; v++) {
+        free(pl.units[v].buf);
+        free(pl.units[v].offsets);
+        free(pl.units[v].lens);
+    }
+    free(pl.workers);
+    free(pl.table);
+    free(pl.regs);
+    nps_redis_free(pl.redis);
+    nps_state_destroy(pl.pending);
+    return 0;
 }

@@ -1,1 +1,142 @@
-/* redis_sink */
+/*
+ * redis_sink: reconnecting hiredis connection plus the flush script.
+ */
+#include "redis_sink.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "config.h"
+
+extern const char nps_flush_lua[];
+
+struct nps_redis {
+    char address[256];
+    char host[256];
+    int port;
+    int timeout_ms;
+    redisContext *ctx;
+    char sha[41]; /* empty until loaded on this connection's server */
+};
+
+nps_redis *nps_redis_new(const char *address, int timeout_ms, nps_error *err)
+{
+    nps_redis *redis = calloc(1, sizeof(*redis));
+    if (!redis) {
+        nps_error_set(err, "out of memory for a Redis connection");
+        return NULL;
+    }
+    snprintf(redis->address, sizeof(redis->address), "%s", address);
+    if (!nps_parse_host_port(address, redis->host, sizeof(redis->host), &redis->port)) {
+        nps_error_set(err, "redis: expected HOST:PORT, got '%s'", address);
+        free(redis);
+        return NULL;
+    }
+    redis->timeout_ms = timeout_ms;
+    return redis;
+}
+
+static void drop(nps_redis *redis)
+{
+    if (redis->ctx)
+        redisFree(redis->ctx);
+    redis->ctx = NULL;
+    redis->sha[0] = '\0';
+}
+
+void nps_redis_free(nps_redis *redis)
+{
+    if (!redis)
+        return;
+    drop(redis);
+    free(redis);
+}
+
+const char *nps_redis_address(const nps_redis *redis)
+{
+    return redis->address;
+}
+
+static bool connect_now(nps_redis *redis, nps_error *err)
+{
+    if (redis->ctx)
+        return true;
+    struct timeval tv = {redis->timeout_ms / 1000, (redis->timeout_ms % 1000) * 1000};
+    redis->ctx = redisConnectWithTimeout(redis->host, redis->port, tv);
+    if (!redis->ctx || redis->ctx->err) {
+        nps_error_set(err, "redis %s: %s", redis->address,
+                      redis->ctx ? redis->ctx->errstr : "cannot allocate a context");
+        drop(redis);
+        return false;
+    }
+    redisSetTimeout(redis->ctx, tv);
+    return true;
+}
+
+redisReply *nps_redis_argv(nps_redis *redis, int argc, const char **argv, const size_t *lens,
+                           nps_error *err)
+{
+    if (!connect_now(redis, err))
+        return NULL;
+    redisReply *reply = redisCommandArgv(redis->ctx, argc, argv, lens);
+    if (!reply) {
+        nps_error_set(err, "redis %s: %s", redis->address, redis->ctx->errstr);
+        drop(redis);
+    }
+    return reply;
+}
+
+static bool load_script(nps_redis *redis, nps_error *err)
+{
+    const char *argv[] = {"SCRIPT", "LOAD", nps_flush_lua};
+    size_t lens[] = {6, 4, strlen(nps_flush_lua)};
+    redisReply *reply = nps_redis_argv(redis, 3, argv, lens, err);
+    if (!reply)
+        return false;
+    bool ok = reply->type == REDIS_REPLY_STRING && reply->len == 40;
+    if (ok)
+        memcpy(redis->sha, reply->str, 41);
+    else
+        nps_error_set(err, "redis %s: SCRIPT LOAD failed: %s", redis->address,
+                      reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+    freeReplyObject(reply);
+    return ok;
+}
+
+redisReply *nps_redis_flush_unit(nps_redis *redis, int argc, const char **argv,
+                                 const size_t *lens, nps_error *err)
+{
+    const char **args = malloc((size_t)(argc + 3) * sizeof(char *));
+    size_t *arglens = malloc((size_t)(argc + 3) * sizeof(size_t));
+    redisReply *reply = NULL;
+    if (!args || !arglens) {
+        nps_error_set(err, "out of memory for a flush command");
+        goto out;
+    }
+    memcpy(args + 3, argv, (size_t)argc * sizeof(char *));
+    memcpy(arglens + 3, lens, (size_t)argc * sizeof(size_t));
+    args[0] = "EVALSHA";
+    arglens[0] = 7;
+    args[2] = "0";
+    arglens[2] = 1;
+    /* Twice at most: a restarted or flushed Redis forgets its scripts. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!connect_now(redis, err) || (!redis->sha[0] && !load_script(redis, err)))
+            goto out;
+        args[1] = redis->sha;
+        arglens[1] = 40;
+        reply = nps_redis_argv(redis, argc + 3, args, arglens, err);
+        if (!reply || reply->type != REDIS_REPLY_ERROR || strncmp(reply->str, "NOSCRIPT", 8) != 0)
+            goto out;
+        freeReplyObject(reply);
+        reply = NULL;
+        redis->sha[0] = '\0';
+    }
+    nps_error_set(err, "redis %s: the flush script could not be loaded", redis->address);
+out:
+    free(args);
+    free(arglens);
+    return reply;
+}

@@ -74,6 +74,27 @@ void nps_shard_set_now(nps_shard *shard, int64_t now_ms)
 nps_status nps_shard_add(nps_shard *shard, const char *msg, size_t len, int64_t fallback_ts_ms,
                          nps_invalid_reason *reason, char *detail, size_t detail_size)
 {
+    return nps_shard_add_masked(shard, msg, len, fallback_ts_ms, 0, reason, detail, detail_size);
+}
+
+nps_delta *nps_shard_current(nps_shard *shard)
+{
+    return shard->current;
+}
+
+bool nps_shard_segments_at(const nps_shard *shard, uint32_t limit)
+{
+    const nps_delta *delta = shard->current;
+    for (int v = 0; v < delta->nviews; v++)
+        if (delta->views[v].nsegments >= limit)
+            return true;
+    return false;
+}
+
+nps_status nps_shard_add_masked(nps_shard *shard, const char *msg, size_t len,
+                                int64_t fallback_ts_ms, uint32_t skip_views,
+                                nps_invalid_reason *reason, char *detail, size_t detail_size)
+{
     nps_delta *delta = shard->current;
     const nps_config *config = shard->config;
     nps_event *ev = &shard->event;
@@ -98,6 +119,8 @@ nps_status nps_shard_add(nps_shard *shard, const char *msg, size_t len, int64_t 
     for (int d = 0; d < views->ndims; d++)
         shard->dim_hashes[d] = XXH3_64bits(ev->dims[d].ptr, ev->dims[d].len);
     for (int v = 0; v < views->nviews; v++) {
+        if (skip_views & (1u << v))
+            continue;
         uint32_t segment = nps_delta_segment_for(delta, views, v, ev->dims, shard->dim_hashes,
                                                  config->max_segments);
         nps_cell *cell =

@@ -43,6 +43,22 @@ void nps_shard_set_now(nps_shard *shard, int64_t now_ms);
 nps_status nps_shard_add(nps_shard *shard, const char *msg, size_t len, int64_t fallback_ts_ms,
                          nps_invalid_reason *reason, char *detail, size_t detail_size);
 
+/* @locality worker. As nps_shard_add, but views whose bit is set in
+ * skip_views are not counted (a pipeline unit that has already applied
+ * this message). */
+nps_status nps_shard_add_masked(nps_shard *shard, const char *msg, size_t len,
+                                int64_t fallback_ts_ms, uint32_t skip_views,
+                                nps_invalid_reason *reason, char *detail, size_t detail_size);
+
+/* @locality worker. The delta being counted (to attach Kafka progress or
+ * to read its size). */
+nps_delta *nps_shard_current(nps_shard *shard);
+
+/* @locality worker. True when some view of the current delta holds
+ * `limit` segments or more: publish (drain) before the next message so a
+ * delta never sends a segment to `~overflow` by itself. */
+bool nps_shard_segments_at(const nps_shard *shard, uint32_t limit);
+
 /* @locality worker. Offer the current delta to the merger if it holds
  * anything and the merger has returned the other one. Wait-free. */
 bool nps_shard_publish(nps_shard *shard);

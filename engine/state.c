@@ -14,10 +14,7 @@
 
 #define OVERFLOWED 0x80000000u
 
-typedef struct pane {
-    int64_t index;
-    nps_counts counts;
-} pane;
+typedef nps_state_pane pane;
 
 typedef struct series {
     pane *panes; /* ascending index */
@@ -263,9 +260,38 @@ static bool ensure_buffers(nps_state *state, size_t segments, size_t name_len)
 
 nps_status nps_state_apply(nps_state *state, const nps_delta *delta, int64_t now_ms, nps_error *err)
 {
+    nps_state_advance(state, now_ms);
+    return nps_state_merge(state, delta, now_ms, err);
+}
+
+const nps_state_pane *nps_state_panes(const nps_state *state, int view, size_t index, int window,
+                                      uint32_t *npanes, nps_counts *total)
+{
+    const series *s = &state->views[view].segments[index]->windows[window];
+    *npanes = s->npanes;
+    *total = s->total;
+    return s->panes;
+}
+
+void nps_state_clear_counts(nps_state *state)
+{
+    for (int v = 0; v < state->config->views.nviews; v++) {
+        view_state *vs = &state->views[v];
+        for (size_t i = 0; i < vs->nsegments; i++) {
+            for (int w = 0; w < state->config->windows.n; w++) {
+                series *s = &vs->segments[i]->windows[w];
+                state->stats.panes -= s->npanes;
+                s->npanes = 0;
+                memset(&s->total, 0, sizeof(s->total));
+            }
+        }
+    }
+}
+
+nps_status nps_state_merge(nps_state *state, const nps_delta *delta, int64_t now_ms, nps_error *err)
+{
     const nps_config *config = state->config;
     const nps_windows *windows = &config->windows;
-    nps_state_advance(state, now_ms);
     nps_state_stats *st = &state->stats;
     st->messages += delta->messages;
     st->counted += delta->counted;

@@ -35,6 +35,12 @@ typedef struct nps_state_stats {
 nps_state *nps_state_new(const nps_config *config, nps_error *err);
 void nps_state_destroy(nps_state *state);
 
+/* One non-empty pane of a window. */
+typedef struct nps_state_pane {
+    int64_t index; /* pane start / pane size */
+    nps_counts counts;
+} nps_state_pane;
+
 /* Drop the panes that left their window at now_ms. */
 void nps_state_advance(nps_state *state, int64_t now_ms);
 
@@ -42,6 +48,21 @@ void nps_state_advance(nps_state *state, int64_t now_ms);
  * view, further segments count in `~overflow`. */
 nps_status nps_state_apply(nps_state *state, const nps_delta *delta, int64_t now_ms,
                            nps_error *err);
+
+/* Add a delta without advancing: the pipeline's pending flush, where
+ * Redis, not the state, drops panes that leave a window. Panes already
+ * outside their window at now_ms are skipped as in nps_state_apply. */
+nps_status nps_state_merge(nps_state *state, const nps_delta *delta, int64_t now_ms,
+                           nps_error *err);
+
+/* The panes of segment `index` of `view` in `window` (ascending index),
+ * their count in *npanes, and the window total in *total. */
+const nps_state_pane *nps_state_panes(const nps_state *state, int view, size_t index, int window,
+                                      uint32_t *npanes, nps_counts *total);
+
+/* Zero every count and drop every pane, keeping the segments (and so the
+ * cardinality bound): after a flush has published them. */
+void nps_state_clear_counts(nps_state *state);
 
 /* Counts of one segment in one window (index into config->windows).
  * False when the view has no such segment. */

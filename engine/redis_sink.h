@@ -1,0 +1,36 @@
+/*
+ * redis_sink: one synchronous hiredis connection that reconnects on
+ * demand, and the flush script (flush.lua) loaded into it.
+ *
+ * A connection belongs to one thread. Every call that fails on I/O drops
+ * the connection and reports it; the next call reconnects, so callers
+ * only decide when to retry.
+ */
+#ifndef NPS_REDIS_SINK_H
+#define NPS_REDIS_SINK_H
+
+#include <hiredis/hiredis.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "npstream/nps.h"
+
+typedef struct nps_redis nps_redis;
+
+/* address "HOST:PORT"; timeout_ms bounds connect and each reply. */
+nps_redis *nps_redis_new(const char *address, int timeout_ms, nps_error *err);
+void nps_redis_free(nps_redis *redis);
+
+const char *nps_redis_address(const nps_redis *redis);
+
+/* A command from argv; NULL (with err set) on a connection error. A
+ * Redis error reply is returned as a reply of type REDIS_REPLY_ERROR. */
+redisReply *nps_redis_argv(nps_redis *redis, int argc, const char **argv, const size_t *lens,
+                           nps_error *err);
+
+/* EVALSHA of the flush script with no keys and these arguments, loading
+ * the script first when Redis does not have it. */
+redisReply *nps_redis_flush_unit(nps_redis *redis, int argc, const char **argv,
+                                 const size_t *lens, nps_error *err);
+
+#endif
