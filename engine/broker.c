@@ -12,7 +12,13 @@
  *
  * Retention is the mock's: about the newest 5 MiB (and 100,000 message
  * batches) per partition; older data is dropped as new data arrives. A
- * demo and test broker, not storage.
+ * demo and test broker, not storage. Topics a client names that do not
+ * exist are auto-created with the mock's default of 4 partitions.
+ *
+ * Consumer groups work, with one difference from Kafka: when a member joins
+ * or leaves a running group, the mock waits session.timeout.ms - 1 s before
+ * it hands out the new assignment, and offset commits fail with "rebalance
+ * in progress" meanwhile (librdkafka 2.0).
  */
 #include <pthread.h>
 #include <signal.h>
@@ -73,14 +79,37 @@ static bool print_bootstrap(const char *bootstraps)
         return false;
     }
     size_t host_len = (size_t)(port - bootstraps);
-    bool loopback = (host_len == strlen("localhost") && strncmp(bootstraps, "localhost", host_len) == 0) ||
-                    (host_len == strlen("127.0.0.1") && strncmp(bootstraps, "127.0.0.1", host_len) == 0);
+    bool loopback =
+        (host_len == strlen("localhost") && strncmp(bootstraps, "localhost", host_len) == 0) ||
+        (host_len == strlen("127.0.0.1") && strncmp(bootstraps, "127.0.0.1", host_len) == 0);
     if (!loopback) {
         fprintf(stderr, BROKER_PREFIX "mock cluster is not on loopback: '%s'\n", bootstraps);
         return false;
     }
     printf("bootstrap=127.0.0.1%s\n", port);
     return fflush(stdout) == 0;
+}
+
+/* Block SIGINT and SIGTERM, to be taken by sigwait() alone. Called before
+ * any librdkafka thread exists, so that they all inherit the mask. A shell
+ * starts background jobs with SIGINT ignored, and an ignored signal never
+ * reaches sigwait(): restore the default so that `kill -INT` stops us. */
+static bool block_stop_signals(sigset_t *signals, sigset_t *old_signals)
+{
+    sigemptyset(signals);
+    sigaddset(signals, SIGINT);
+    sigaddset(signals, SIGTERM);
+    int rc = pthread_sigmask(SIG_BLOCK, signals, old_signals);
+    if (rc != 0) {
+        fprintf(stderr, BROKER_PREFIX "cannot block signals: %s\n", strerror(rc));
+        return false;
+    }
+    if (signal(SIGINT, SIG_DFL) == SIG_ERR || signal(SIGTERM, SIG_DFL) == SIG_ERR) {
+        fprintf(stderr, BROKER_PREFIX "cannot set up SIGINT and SIGTERM\n");
+        pthread_sigmask(SIG_SETMASK, old_signals, NULL);
+        return false;
+    }
+    return true;
 }
 
 /* Block until SIGINT or SIGTERM, already blocked in `signals`. */
@@ -136,17 +165,10 @@ int nps_cmd_broker(int argc, char **argv)
         fprintf(stderr, BROKER_PREFIX "%s\n", err.msg);
         return 2;
     }
-    /* Before any librdkafka thread exists, so that they all inherit it. */
     sigset_t signals, old_signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    int rc = pthread_sigmask(SIG_BLOCK, &signals, &old_signals);
-    if (rc != 0) {
-        fprintf(stderr, BROKER_PREFIX "cannot block signals: %s\n", strerror(rc));
+    if (!block_stop_signals(&signals, &old_signals))
         return 1;
-    }
-    rc = broker_serve(&config, &signals);
+    int rc = broker_serve(&config, &signals);
     pthread_sigmask(SIG_SETMASK, &old_signals, NULL);
     return rc;
 }

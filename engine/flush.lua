@@ -70,16 +70,25 @@ if #parts > 0 then
     end
 end
 
--- Deltas per (segment, window), in first-touched order.
+-- Deltas per (segment, window): acc[wi][seg] = {12 counts}, with the
+-- segments of each window in first-touched order.
 local acc, order = {}, {}
 local function add(seg, wi, counts, sign)
-    local key = seg .. '\0' .. wi
-    local a = acc[key]
+    local per = acc[wi]
+    if not per then
+        per = {}
+        acc[wi] = per
+        order[wi] = {}
+    end
+    local a = per[seg]
     if not a then
-        a = {}
-        for f = 1, NF do a[f] = 0 end
-        acc[key] = a
-        order[#order + 1] = {seg, wi, key}
+        per[seg] = counts
+        local o = order[wi]
+        o[#o + 1] = seg
+        if sign < 0 then
+            for f = 1, NF do counts[f] = -counts[f] end
+        end
+        return
     end
     for f = 1, NF do a[f] = a[f] + sign * counts[f] end
 end
@@ -139,24 +148,29 @@ for i = 11, #ARGV - 1, 2 do
     segments[#segments + 1] = seg
     local pos = 1
     while pos <= #data do
-        local t = {struct.unpack(ENTRY, data, pos)}
-        local wi, idx = t[1] + 1, t[2]
-        pos = t[NF + 3]
-        local counts = {}
-        for f = 1, NF do counts[f] = t[f + 2] end
+        local w1, idx, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, nextpos =
+            struct.unpack(ENTRY, data, pos)
+        pos = nextpos
+        local wi = w1 + 1
         local w = windows[wi]
-        if w.size == 0 then
-            add(seg, wi, counts, 1)
-        elseif idx >= low[wi] then
-            add(seg, wi, counts, 1)
-            panes[wi] = panes[wi] or {}
-            local p = panes[wi][idx]
-            if not p then
-                p = {segs = {}, vals = {}}
-                panes[wi][idx] = p
+        if w.size == 0 or idx >= low[wi] then
+            local counts = {c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12}
+            if w.size > 0 then
+                local byidx = panes[wi]
+                if not byidx then
+                    byidx = {}
+                    panes[wi] = byidx
+                end
+                local p = byidx[idx]
+                if not p then
+                    p = {segs = {}, vals = {}}
+                    byidx[idx] = p
+                end
+                p.segs[#p.segs + 1] = seg
+                -- a copy: add() may keep `counts` as the running sum
+                p.vals[#p.vals + 1] = {c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12}
             end
-            p.segs[#p.segs + 1] = seg
-            p.vals[#p.vals + 1] = counts
+            add(seg, wi, counts, 1)
         end
         -- else the pane already left this window: the event counts in the
         -- larger windows and `total` only.
@@ -191,56 +205,80 @@ end
 local HFIELDS = {'h0', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'h7', 'h8', 'h9', 'h10', 'sent'}
 local stamp = string.format('%d', now)
 local touched = 0
-for _, o in ipairs(order) do
-    local seg, wi, d = o[1], o[2], acc[o[3]]
-    local changed = false
+
+-- Rewrite one window hash: only the fields whose value changes, plus
+-- updated_ms. Each field written costs Redis time; unchanged ones are
+-- skipped.
+local function write_window(wkey, d)
+    local old = redis.call('HMGET', wkey, 'h0', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'h7', 'h8',
+                           'h9', 'h10', 'sent')
+    local args = {'updated_ms', stamp}
+    local n, o_n, pro, o_pro, det, o_det, sum, o_sum = 0, 0, 0, 0, 0, 0, 0, 0
     for f = 1, NF do
-        if d[f] ~= 0 then changed = true end
-    end
-    if changed then
-        touched = touched + 1
-        local wkey = prefix .. ':win:' .. view .. ':' .. seg .. ':' .. windows[wi].name
-        local old = redis.call('HMGET', wkey, unpack(HFIELDS))
-        local h, n, old_n = {}, 0, 0
-        for f = 1, NF do
-            local was = tonumber(old[f]) or 0
-            h[f] = was + d[f]
-            if f <= 11 then
-                n = n + h[f]
-                old_n = old_n + was
+        local was = tonumber(old[f]) or 0
+        local now_v = was + d[f]
+        if d[f] ~= 0 or not old[f] then
+            args[#args + 1] = HFIELDS[f]
+            args[#args + 1] = now_v
+        end
+        if f <= 11 then
+            n, o_n = n + now_v, o_n + was
+            sum, o_sum = sum + (f - 1) * now_v, o_sum + (f - 1) * was
+            if f >= 10 then
+                pro, o_pro = pro + now_v, o_pro + was
+            elseif f <= 7 then
+                det, o_det = det + now_v, o_det + was
+            end
+        else
+            if now_v > 0 and (d[f] ~= 0 or n ~= o_n) then
+                args[#args + 1] = 'response_rate'
+                args[#args + 1] = string.format('%.6f', n / now_v)
             end
         end
-        local pro, pas, det, sum = h[10] + h[11], h[8] + h[9], 0, 0
-        for f = 1, 7 do det = det + h[f] end
-        for f = 1, 11 do sum = sum + (f - 1) * h[f] end
-        local args = {'responses', n, 'promoters', pro, 'passives', pas, 'detractors', det,
-                      'score_sum', sum, 'sent', h[12], 'updated_ms', stamp}
-        for f = 1, 11 do
-            args[#args + 1] = HFIELDS[f]
-            args[#args + 1] = h[f]
+    end
+    local fresh = not old[1]
+    local pas, o_pas = n - pro - det, o_n - o_pro - o_det
+    if fresh or n ~= o_n then args[#args + 1] = 'responses'; args[#args + 1] = n end
+    if fresh or pro ~= o_pro then args[#args + 1] = 'promoters'; args[#args + 1] = pro end
+    if fresh or pas ~= o_pas then args[#args + 1] = 'passives'; args[#args + 1] = pas end
+    if fresh or det ~= o_det then args[#args + 1] = 'detractors'; args[#args + 1] = det end
+    if fresh or sum ~= o_sum then args[#args + 1] = 'score_sum'; args[#args + 1] = sum end
+    if n > 0 and (fresh or n ~= o_n or pro ~= o_pro or det ~= o_det or sum ~= o_sum) then
+        local ps, ds = pro / n, det / n
+        local var = ps + ds - (ps - ds) * (ps - ds)
+        if var < 0 then var = 0 end
+        args[#args + 1] = 'nps'
+        args[#args + 1] = string.format('%.4f', 100 * (pro - det) / n)
+        args[#args + 1] = 'moe95'
+        args[#args + 1] = string.format('%.4f', 196 * math.sqrt(var / n))
+        args[#args + 1] = 'avg'
+        args[#args + 1] = string.format('%.4f', sum / n)
+    end
+    redis.call('HSET', wkey, unpack(args))
+    local gone = {}
+    if n == 0 and o_n > 0 then gone = {'nps', 'moe95', 'avg'} end
+    local sent, o_sent = (tonumber(old[12]) or 0) + d[12], tonumber(old[12]) or 0
+    if sent == 0 and o_sent > 0 then gone[#gone + 1] = 'response_rate' end
+    if #gone > 0 then redis.call('HDEL', wkey, unpack(gone)) end
+end
+
+for wi, segs in pairs(order) do
+    local per = acc[wi]
+    local wname = windows[wi].name
+    local base = prefix .. ':win:' .. view .. ':'
+    for _, seg in ipairs(segs) do
+        local d = per[seg]
+        local changed = false
+        for f = 1, NF do
+            if d[f] ~= 0 then
+                changed = true
+                break
+            end
         end
-        local gone = {}
-        if n > 0 then
-            local ps, ds = pro / n, det / n
-            local var = ps + ds - (ps - ds) * (ps - ds)
-            if var < 0 then var = 0 end
-            args[#args + 1] = 'nps'
-            args[#args + 1] = string.format('%.4f', 100 * (pro - det) / n)
-            args[#args + 1] = 'moe95'
-            args[#args + 1] = string.format('%.4f', 1.96 * 100 * math.sqrt(var / n))
-            args[#args + 1] = 'avg'
-            args[#args + 1] = string.format('%.4f', sum / n)
-        elseif old_n > 0 then
-            gone = {'nps', 'moe95', 'avg'}
+        if changed then
+            touched = touched + 1
+            write_window(base .. seg .. ':' .. wname, d)
         end
-        if h[12] > 0 then
-            args[#args + 1] = 'response_rate'
-            args[#args + 1] = string.format('%.6f', n / h[12])
-        elseif (tonumber(old[12]) or 0) > 0 then
-            gone[#gone + 1] = 'response_rate'
-        end
-        redis.call('HSET', wkey, unpack(args))
-        if #gone > 0 then redis.call('HDEL', wkey, unpack(gone)) end
     end
 end
 

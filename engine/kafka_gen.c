@@ -46,12 +46,12 @@ typedef struct gen_run {
     int64_t delivered; /* acknowledged by the broker (delivery reports) */
     int64_t failed;    /* failed delivery reports */
     rd_kafka_resp_err_t first_failure;
-    bool fatal;               /* the producer cannot go on (error callback) */
-    int printed_errors[8];    /* codes of the client errors printed so far */
+    bool fatal;            /* the producer cannot go on (error callback) */
+    int printed_errors[8]; /* codes of the client errors printed so far */
     size_t printed_count;
-    char last_error[512];     /* the last client error, for the summary */
-    int64_t progress_ns;        /* when progress was last printed */
-    int64_t progress_produced;  /* produced at that time */
+    char last_error[512];      /* the last client error, for the summary */
+    int64_t progress_ns;       /* when progress was last printed */
+    int64_t progress_produced; /* produced at that time */
 } gen_run;
 
 static int64_t now_ns(void)
@@ -165,10 +165,10 @@ static bool producer_start(gen_run *run)
 static bool produce_one(gen_run *run, const char *value, size_t value_len, const char *key)
 {
     for (;;) {
-        rd_kafka_resp_err_t err = rd_kafka_producev(
-            run->rk, RD_KAFKA_V_RKT(run->rkt), RD_KAFKA_V_KEY(key, strlen(key)),
-            RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_END);
+        rd_kafka_resp_err_t err =
+            rd_kafka_producev(run->rk, RD_KAFKA_V_RKT(run->rkt), RD_KAFKA_V_KEY(key, strlen(key)),
+                              RD_KAFKA_V_VALUE((void *)value, value_len),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             run->produced++;
             return true;
@@ -252,19 +252,17 @@ static int finish(gen_run *run)
                 rd_kafka_err2str(run->first_failure), run->last_error[0] ? "; last error: " : "",
                 run->last_error);
     if (undelivered > 0)
-        fprintf(stderr, GEN_PREFIX "%" PRId64 " still undelivered after %d s (%s)\n",
-                undelivered, GEN_FLUSH_TIMEOUT_MS / 1000, rd_kafka_err2str(err));
+        fprintf(stderr, GEN_PREFIX "%" PRId64 " still undelivered after %d s (%s)\n", undelivered,
+                GEN_FLUSH_TIMEOUT_MS / 1000, rd_kafka_err2str(err));
     if (unsent > 0)
-        fprintf(stderr, GEN_PREFIX "%" PRId64 " not sent: the run stopped early\n",
-                unsent);
+        fprintf(stderr, GEN_PREFIX "%" PRId64 " not sent: the run stopped early\n", unsent);
     return 1;
 }
 
 int nps_gen_to_kafka(const nps_config *config, nps_gen *gen)
 {
     if (!topic_name_valid(config->topic)) {
-        fprintf(stderr,
-                GEN_PREFIX "invalid topic name '%s': use 1 to 249 of a-z A-Z 0-9 . _ -\n",
+        fprintf(stderr, GEN_PREFIX "invalid topic name '%s': use 1 to 249 of a-z A-Z 0-9 . _ -\n",
                 config->topic);
         return 2;
     }

@@ -912,6 +912,17 @@ static void *flusher_main(void *arg)
 
 /* ------------------------------------------------------------------ setup */
 
+/* librdkafka's own log lines, in ours. Commits are advisory (the fences
+ * are what restarts use), so a commit refused during a rebalance is not
+ * worth a warning. */
+static void kafka_log(const rd_kafka_t *rk, int level, const char *facility, const char *text)
+{
+    (void)rk;
+    if (strcmp(facility, "COMMITFAIL") == 0)
+        return;
+    log_line("kafka %s (level %d): %s", facility, level, text);
+}
+
 static rd_kafka_t *new_consumer(worker *w, nps_error *err)
 {
     const nps_config *config = w->pl->config;
@@ -940,6 +951,7 @@ static rd_kafka_t *new_consumer(worker *w, nps_error *err)
         }
     }
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_log_cb(conf, kafka_log);
     rd_kafka_conf_set_opaque(conf, w);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
     if (!rk) {

@@ -169,7 +169,8 @@ static bool is_control(unsigned char byte)
     return byte < 0x20 || byte == 0x7f;
 }
 
-/* Replace control bytes in place, for names read from Redis. */
+/* Replace control bytes in place, for text from Redis (names, error
+ * replies) on its way to the terminal. */
 static char *sanitize(char *text)
 {
     for (char *p = text; *p; p++)
@@ -325,6 +326,17 @@ static void list_names(const redisReply *pairs, char *out, size_t size)
     sanitize(out);
 }
 
+/* --view or --window names what P:views or P:windows lacks. */
+static top_result set_not_published(const top_session *s, const char *what, const char *name,
+                                    const redisReply *pairs, nps_error *err)
+{
+    char names[512];
+    list_names(pairs, names, sizeof(names));
+    nps_error_set(err, "%s '%s' is not published (%s:%ss has %s)", what, name, s->config->prefix,
+                  what, names);
+    return TOP_FAILED;
+}
+
 static top_result add_views(top_session *s, top_snapshot *snap, const redisReply *pairs,
                             nps_error *err)
 {
@@ -347,21 +359,22 @@ static top_result add_views(top_session *s, top_snapshot *snap, const redisReply
         sanitize(view->name);
         sanitize(view->dims);
     }
-    if (snap->nviews == 0) {
-        char names[512];
-        list_names(pairs, names, sizeof(names));
-        nps_error_set(err, "view '%s' is not published (%s:views has %s)", s->view,
-                      s->config->prefix, names);
-        return TOP_FAILED;
-    }
+    if (snap->nviews == 0)
+        return set_not_published(s, "view", s->view, pairs, err);
     qsort(snap->views, snap->nviews, sizeof(*snap->views), compare_views);
     return TOP_SHOWN;
 }
 
-static top_result fetch_views(top_session *s, top_snapshot *snap, nps_error *err)
+typedef top_result (*top_hash_reader)(top_session *s, top_snapshot *snap, const redisReply *pairs,
+                                      nps_error *err);
+
+/* HGETALL P:<name> into `snap` with `read`; a missing hash means nothing
+ * is published yet. */
+static top_result fetch_listing(top_session *s, top_snapshot *snap, const char *name,
+                                top_hash_reader read, nps_error *err)
 {
     char key[128];
-    snprintf(key, sizeof(key), "%s:views", s->config->prefix);
+    snprintf(key, sizeof(key), "%s:%s", s->config->prefix, name);
     redisReply *pairs = command_strings(s, key, err, "HGETALL %s", key);
     if (!pairs)
         return TOP_FAILED;
@@ -369,7 +382,7 @@ static top_result fetch_views(top_session *s, top_snapshot *snap, nps_error *err
     if (pairs->elements == 0)
         set_nothing_published(s, key, err);
     else
-        result = add_views(s, snap, pairs, err);
+        result = read(s, snap, pairs, err);
     freeReplyObject(pairs);
     return result;
 }
@@ -397,7 +410,25 @@ static bool parse_i64(const char *text, int64_t *out)
     return true;
 }
 
-static top_result read_windows(const top_session *s, top_snapshot *snap, const redisReply *pairs,
+/* Keep only --window, when one is chosen. */
+static top_result choose_window(const top_session *s, top_snapshot *snap, const redisReply *pairs,
+                                nps_error *err)
+{
+    const char *chosen = s->config->top_window;
+    if (!chosen[0])
+        return TOP_SHOWN;
+    for (int w = 0; w < snap->nwindows; w++) {
+        if (strcmp(snap->windows[w].name, chosen) != 0)
+            continue;
+        top_window keep = snap->windows[w];
+        snap->windows[w] = snap->windows[0];
+        snap->windows[0] = keep;
+        return TOP_SHOWN;
+    }
+    return set_not_published(s, "window", chosen, pairs, err);
+}
+
+static top_result read_windows(top_session *s, top_snapshot *snap, const redisReply *pairs,
                                nps_error *err)
 {
     if (pairs->elements / 2 > NPS_MAX_WINDOWS) {
@@ -420,47 +451,7 @@ static top_result read_windows(const top_session *s, top_snapshot *snap, const r
         }
     }
     qsort(snap->windows, (size_t)snap->nwindows, sizeof(snap->windows[0]), compare_windows);
-    return TOP_SHOWN;
-}
-
-/* Keep only --window, when one is chosen. */
-static top_result choose_window(const top_session *s, top_snapshot *snap, const redisReply *pairs,
-                                nps_error *err)
-{
-    const char *chosen = s->config->top_window;
-    if (!chosen[0])
-        return TOP_SHOWN;
-    for (int w = 0; w < snap->nwindows; w++) {
-        if (strcmp(snap->windows[w].name, chosen) != 0)
-            continue;
-        top_window keep = snap->windows[w];
-        snap->windows[w] = snap->windows[0];
-        snap->windows[0] = keep;
-        return TOP_SHOWN;
-    }
-    char names[512];
-    list_names(pairs, names, sizeof(names));
-    nps_error_set(err, "window '%s' is not published (%s:windows has %s)", chosen,
-                  s->config->prefix, names);
-    return TOP_FAILED;
-}
-
-static top_result fetch_windows(top_session *s, top_snapshot *snap, nps_error *err)
-{
-    char key[128];
-    snprintf(key, sizeof(key), "%s:windows", s->config->prefix);
-    redisReply *pairs = command_strings(s, key, err, "HGETALL %s", key);
-    if (!pairs)
-        return TOP_FAILED;
-    top_result result = TOP_EMPTY;
-    if (pairs->elements == 0)
-        set_nothing_published(s, key, err);
-    else
-        result = read_windows(s, snap, pairs, err);
-    if (result == TOP_SHOWN)
-        result = choose_window(s, snap, pairs, err);
-    freeReplyObject(pairs);
-    return result;
+    return choose_window(s, snap, pairs, err);
 }
 
 /* After choose_window, only the first window is shown; the others stay
@@ -613,16 +604,16 @@ static top_result fetch_cells(top_session *s, top_snapshot *snap, top_view *view
             return TOP_FAILED;
     }
     for (size_t r = 0; r < view->nrows; r++)
-        view->rows[r].sort_responses = view->rows[r].cells[nwindows - 1].responses;
+        view->rows[r].sort_responses = view->rows[r].cells[nwindows - 1].figures.responses;
     qsort(view->rows, view->nrows, sizeof(*view->rows), compare_rows);
     return TOP_SHOWN;
 }
 
 static top_result fetch_snapshot(top_session *s, top_snapshot *snap, nps_error *err)
 {
-    top_result result = fetch_views(s, snap, err);
+    top_result result = fetch_listing(s, snap, "views", add_views, err);
     if (result == TOP_SHOWN)
-        result = fetch_windows(s, snap, err);
+        result = fetch_listing(s, snap, "windows", read_windows, err);
     for (size_t v = 0; result == TOP_SHOWN && v < snap->nviews; v++) {
         result = fetch_segments(s, &snap->views[v], err);
         if (result == TOP_SHOWN)
@@ -689,7 +680,8 @@ static void format_share(uint64_t part, uint64_t whole, char *out, size_t size)
 static void format_average(const top_cell *cell, char *out, size_t size)
 {
     if (cell->figures.responses)
-        snprintf(out, size, "%.2f", (double)cell->figures.score_sum / (double)cell->figures.responses);
+        snprintf(out, size, "%.2f",
+                 (double)cell->figures.score_sum / (double)cell->figures.responses);
     else
         snprintf(out, size, "-");
 }
@@ -738,8 +730,8 @@ static void format_cell(top_field field, const top_cell *cell, char *out, size_t
         format_nps_field(field, cell, out, size);
         break;
     case COL_PPD:
-        snprintf(out, size, "%" PRIu64 "/%" PRIu64 "/%" PRIu64, cell->figures.promoters, cell->figures.passives,
-                 cell->figures.detractors);
+        snprintf(out, size, "%" PRIu64 "/%" PRIu64 "/%" PRIu64, cell->figures.promoters,
+                 cell->figures.passives, cell->figures.detractors);
         break;
     case COL_N:
         format_count(cell->figures.responses, out, size);
@@ -1048,7 +1040,7 @@ static int top_once(top_session *s)
         print_status(stdout, s, snap.newest_updated_ms);
         print_snapshot(stdout, &snap, shown_windows(s, &snap), SIZE_MAX, cols);
     } else {
-        fprintf(stderr, "npstream top: %s\n", err.msg);
+        fprintf(stderr, "npstream top: %s\n", sanitize(err.msg));
     }
     snapshot_release(&snap);
     session_disconnect(s);
@@ -1071,7 +1063,7 @@ static void draw_screen(top_session *s, FILE *out, size_t rows, size_t cols)
     if (result == TOP_SHOWN) {
         print_snapshot(out, &snap, shown_windows(s, &snap), rows > 3 ? rows - 3 : 1, cols);
     } else {
-        fprintf(out, "\n%s; %s every %" PRId64 " ms\n", err.msg,
+        fprintf(out, "\n%s; %s every %" PRId64 " ms\n", sanitize(err.msg),
                 result == TOP_EMPTY ? "checking again" : "retrying", s->config->interval_ms);
     }
     if (result == TOP_FAILED)
