@@ -76,7 +76,7 @@ static const setting settings[] = {
      "worker threads, each a consumer owning whole partitions; 0 means one per core"},
     {"flush-ms", T_INT, FIELD(flush_ms), "1000", NPS_CMD_RUN | NPS_CMD_DEMO, 10, 3600000, "MS",
      "publish to Redis every MS milliseconds"},
-    {"session-timeout-ms", T_INT, FIELD(session_timeout_ms), "10000", NPS_CMD_RUN, 1000, 3600000,
+    {"session-timeout-ms", T_INT, FIELD(session_timeout_ms), "6000", NPS_CMD_RUN, 1000, 3600000,
      "MS", "Kafka group session timeout: a dead instance's partitions move after about this"},
     {"partitions", T_INT, FIELD(partitions), "16", NPS_CMD_BROKER | NPS_CMD_DEMO, 1, 10000, "N",
      "partitions of the topic the embedded broker creates"},

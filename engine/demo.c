@@ -171,21 +171,41 @@ static pid_t start_gen(const nps_config *config, const char *bootstrap, int log_
     return spawn("gen", args, log_fd, -1);
 }
 
-/* Messages the engine has published: the sum of the `all` view's fences
- * (offsets start at 0 on the fresh embedded broker). -1 if unknown. */
-static int64_t published(redisContext *redis, const nps_config *config)
+/* Messages the engine has published: for each view, the sum of its
+ * fences (offsets start at 0 on the fresh embedded broker); the smallest
+ * over `views` views, or -1 until every view has fences. */
+static int64_t published(redisContext *redis, const nps_config *config, int views)
 {
     redisReply *r = redisCommand(redis, "HGETALL %s:offsets:npstream-demo:%s", config->prefix,
                                  config->topic);
     if (!r)
         return -1;
-    int64_t sum = 0;
-    if (r->type == REDIS_REPLY_ARRAY)
-        for (size_t i = 0; i + 1 < r->elements; i += 2)
-            if (strncmp(r->element[i]->str, "all:", 4) == 0)
-                sum += strtoll(r->element[i + 1]->str, NULL, 10);
+    char names[NPS_MAX_VIEWS][NPS_NAME_MAX];
+    int64_t sums[NPS_MAX_VIEWS] = {0};
+    int n = 0;
+    if (r->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i + 1 < r->elements; i += 2) {
+            const char *field = r->element[i]->str;
+            const char *colon = strrchr(field, ':');
+            size_t len = colon ? (size_t)(colon - field) : 0;
+            if (!colon || len >= NPS_NAME_MAX)
+                continue;
+            int k = 0;
+            while (k < n && (strlen(names[k]) != len || strncmp(names[k], field, len) != 0))
+                k++;
+            if (k == n && n < NPS_MAX_VIEWS)
+                snprintf(names[n++], NPS_NAME_MAX, "%.*s", (int)len, field);
+            if (k < n)
+                sums[k] += strtoll(r->element[i + 1]->str, NULL, 10);
+        }
+    }
     freeReplyObject(r);
-    return sum;
+    if (n < views)
+        return -1;
+    int64_t least = INT64_MAX;
+    for (int k = 0; k < n; k++)
+        least = sums[k] < least ? sums[k] : least;
+    return least;
 }
 
 static void sleep_ms(long ms)
@@ -198,6 +218,8 @@ static void sleep_ms(long ms)
  * progress about every 5 s. */
 static bool wait_published(const nps_config *config)
 {
+    /* `all` plus the configured views, or plus the three default ones */
+    int views = config->views.nviews > 1 ? config->views.nviews : 4;
     char host[256];
     int port;
     nps_parse_host_port(config->redis, host, sizeof(host), &port);
@@ -212,7 +234,7 @@ static bool wait_published(const nps_config *config)
     }
     bool ok = false;
     for (long waited = 0; waited < DEMO_WAIT_MS && !interrupted; waited += 200) {
-        int64_t done = published(redis, config);
+        int64_t done = published(redis, config, views);
         if (done >= config->count) {
             ok = true;
             break;

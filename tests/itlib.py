@@ -1,0 +1,728 @@
+"""Helpers for the integration tests (tests/it_*.py): child processes that
+are always cleaned up, a private redis-server, the embedded broker, kcat as
+the outside producer and reader, an independent reference of the Redis
+contract, and a TCP proxy that can lose one flush reply.
+
+The reference reuses check_report.py (the event contract and the pane rule
+of DESIGN.md, written in Python); the engine is never asked to compute it.
+"""
+import atexit
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import check_report  # noqa: E402  (the shared reference of the contract)
+
+try:
+    import redis  # Debian's python3-redis
+except ImportError:  # a python3 that is not Debian's (pyenv, venv) on PATH
+    sys.path.append("/usr/lib/python3/dist-packages")
+    import redis  # noqa: E402
+
+WINDOWS = check_report.WINDOWS + [("total", 0)]
+WINDOW_NAMES = [name for name, _ in WINDOWS]
+COUNT_FIELDS = (["h%d" % i for i in range(11)] +
+                ["sent", "responses", "promoters", "passives", "detractors", "score_sum"])
+DERIVED = ("nps", "moe95", "avg")
+
+
+class Failure(Exception):
+    """A check failed; the message says what was expected and seen."""
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, predicate, timeout_s, interval_s=0.05):
+    """Poll predicate() until it returns a true value (returned) or the
+    deadline passes (Failure naming `what` and the last value seen)."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while True:
+        last = predicate()
+        if last and not isinstance(last, Pending):
+            return last
+        if time.monotonic() > deadline:
+            detail = (": " + last.why) if isinstance(last, Pending) else ""
+            raise Failure("timed out after %.0f s waiting for %s%s" % (timeout_s, what, detail))
+        time.sleep(interval_s)
+
+
+class Pending:
+    """A false answer to wait_for() that says why, for the timeout message."""
+
+    def __init__(self, why):
+        self.why = why
+
+    def __bool__(self):
+        return False
+
+
+# ------------------------------------------------------------- processes
+
+class Children:
+    """Every child process the test starts, killed on exit whatever happens
+    (normal exit, exception, SIGTERM from ctest's timeout)."""
+
+    def __init__(self):
+        self.procs = []
+        atexit.register(self.kill_all)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signo, frame):
+        self.kill_all()
+        sys.stderr.write("interrupted by signal %d; children stopped\n" % signo)
+        os._exit(128 + signo)
+
+    def spawn(self, argv, **kw):
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        kw.setdefault("start_new_session", True)  # no stray ^C, its own group
+        proc = subprocess.Popen(argv, **kw)
+        self.procs.append(proc)
+        return proc
+
+    def kill_all(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    proc.send_signal(signal.SIGCONT)
+                    proc.kill()
+                except OSError:
+                    pass
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        self.procs = [p for p in self.procs if p.poll() is None]
+
+
+class RedisServer:
+    """A private redis-server on a loopback port: AOF on, fsync always, in
+    its own directory, so a SIGKILL loses nothing it acknowledged."""
+
+    def __init__(self, children, workdir, port=None):
+        self.children = children
+        self.dir = os.path.join(workdir, "redis")
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = port or free_port()
+        self.proc = None
+        self.client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10)
+
+    @property
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    def start(self):
+        log = open(os.path.join(self.dir, "redis.log"), "ab")
+        self.proc = self.children.spawn(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.dir,
+             "--save", "", "--appendonly", "yes", "--appendfsync", "always",
+             "--daemonize", "no"], stdout=log, stderr=subprocess.STDOUT)
+
+        def up():
+            if self.proc.poll() is not None:
+                raise Failure("redis-server exited with %s (see %s/redis.log)"
+                              % (self.proc.returncode, self.dir))
+            try:
+                return self.client.ping()
+            except redis.exceptions.RedisError:
+                return False
+        wait_for("redis-server on %s" % self.address, up, 20)
+        # Loaded from the AOF before it answers PING with PONG.
+        wait_for("redis-server to load its data", lambda: self.client.info("persistence")
+                 .get("loading", 0) == 0, 20)
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+
+
+class Broker:
+    """`npstream broker`: one topic of `partitions` partitions."""
+
+    def __init__(self, children, npstream, workdir, topic, partitions=8):
+        self.topic = topic
+        self.log_path = os.path.join(workdir, "broker-%s.log" % topic)
+        self.proc = children.spawn([npstream, "broker", "--partitions", str(partitions),
+                                    "--topic", topic], stdout=subprocess.PIPE,
+                                   stderr=open(self.log_path, "wb"))
+        self.partitions = partitions
+        found = {}
+
+        def read():
+            for raw in self.proc.stdout:
+                m = re.match(rb"bootstrap=(\S+)\s*$", raw)
+                if m:
+                    found["bootstrap"] = m.group(1).decode()
+                    return
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(20)
+        if "bootstrap" not in found:
+            raise Failure("npstream broker printed no bootstrap= line in 20 s (log %s: %s)"
+                          % (self.log_path, open(self.log_path, "rb").read()[-2000:]))
+        self.bootstrap = found["bootstrap"]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+class Engine:
+    """One `npstream run --brokers` process, its stderr in a log file."""
+
+    serial = 0
+
+    def __init__(self, children, npstream, workdir, args, name="engine"):
+        Engine.serial += 1
+        self.log_path = os.path.join(workdir, "%s-%d.log" % (name, Engine.serial))
+        self.args = [npstream, "run"] + [str(a) for a in args]
+        self.proc = children.spawn(self.args, stdout=open(self.log_path + ".out", "wb"),
+                                   stderr=open(self.log_path, "wb"))
+        self.pid = self.proc.pid
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def log_tail(self, lines=30):
+        return "\n".join(self.log().splitlines()[-lines:])
+
+    def alive(self):
+        if self.proc.poll() is not None:
+            raise Failure("engine pid %d exited with %s; log tail:\n%s"
+                          % (self.pid, self.proc.returncode, self.log_tail()))
+        return True
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def terminate(self, timeout_s=40):
+        """SIGTERM: the engine flushes and must exit 0."""
+        self.proc.terminate()
+        try:
+            rc = self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise Failure("engine pid %d did not exit within %d s of SIGTERM; log tail:\n%s"
+                          % (self.pid, timeout_s, self.log_tail()))
+        if rc != 0:
+            raise Failure("engine pid %d exited %d after SIGTERM, expected 0; log tail:\n%s"
+                          % (self.pid, rc, self.log_tail()))
+
+
+def engine_args(broker, topic, group, redis_address, prefix, views, workers=2, flush_ms=200,
+                extra=()):
+    args = ["--brokers", broker.bootstrap, "--topic", topic, "--group", group,
+            "--redis", redis_address, "--prefix", prefix, "--workers", workers,
+            "--flush-ms", flush_ms]
+    for name, dims in views.items():
+        if dims:
+            args += ["--view", "%s=%s" % (name, ",".join(dims))]
+    return args + list(extra)
+
+
+# ------------------------------------------------------------------ kcat
+
+def kcat_produce(bootstrap, topic, messages):
+    """messages: (key, payload) pairs of bytes, produced by kcat with the
+    key delimited by a tab (the default partitioner spreads the keys)."""
+    lines = []
+    for key, payload in messages:
+        if b"\t" in key or b"\n" in key or b"\n" in payload or not payload:
+            raise ValueError("kcat lines cannot carry %r / %r" % (key, payload))
+        lines.append(key + b"\t" + payload + b"\n")
+    proc = subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", topic, "-K", "\t"],
+                          input=b"".join(lines), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=60)
+    if proc.returncode != 0:
+        raise Failure("kcat -P failed (%d): %s" % (proc.returncode, proc.stderr.decode()[-2000:]))
+
+
+def kcat_read_all(bootstrap, topic, expect_count):
+    """Every message of the topic as (partition, offset, kafka_ts_ms,
+    payload), read back with kcat, and the end offset of each partition."""
+    proc = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e",
+                           "-q", "-f", "%p %o %T %s\n"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=120)
+    if proc.returncode != 0:
+        raise Failure("kcat -C failed (%d): %s" % (proc.returncode, proc.stderr.decode()[-2000:]))
+    out = []
+    ends = {}
+    for line in proc.stdout.split(b"\n"):
+        if not line:
+            continue
+        p, o, ts, payload = line.split(b" ", 3)
+        p, o = int(p), int(o)
+        out.append((p, o, int(ts), payload))
+        ends[p] = max(ends.get(p, 0), o + 1)
+    if len(out) != expect_count:
+        raise Failure("kcat read %d messages back from %s, %d were produced"
+                      % (len(out), topic, expect_count))
+    return out, ends
+
+
+def gen_events(npstream, workdir, count, seed, now, invalid_share):
+    """`npstream gen` JSON lines as (key, payload) pairs: key = event id,
+    or a unique `bad-N` for lines without a usable id."""
+    path = os.path.join(workdir, "gen-%d-%d.jsonl" % (seed, count))
+    subprocess.run([npstream, "gen", "--output", path, "--count", str(count), "--seed", str(seed),
+                    "--invalid-share", str(invalid_share), "--now", str(now)], check=True,
+                   timeout=60)
+    messages = []
+    with open(path, "rb") as f:
+        for i, line in enumerate(f):
+            line = line.rstrip(b"\n")
+            key = None
+            try:
+                ev = json.loads(line)
+                if isinstance(ev, dict) and isinstance(ev.get("id"), str) and ev["id"] != "bad":
+                    key = ev["id"].encode()
+            except ValueError:
+                pass
+            messages.append((key or b"bad-%d-%d" % (seed, i), line))
+    if len(messages) != count:
+        raise Failure("npstream gen wrote %d lines, asked for %d" % (len(messages), count))
+    return messages
+
+
+class Trickle(threading.Thread):
+    """Produce messages in small batches from a thread, so an engine can be
+    caught (and killed) mid-stream. `produced` counts what kcat took."""
+
+    def __init__(self, bootstrap, topic, messages, batch=400, pause_s=0.05):
+        super().__init__(daemon=True)
+        self.args = (bootstrap, topic)
+        self.messages, self.batch, self.pause_s = messages, batch, pause_s
+        self.produced = 0
+        self.error = None
+
+    def run(self):
+        try:
+            for i in range(0, len(self.messages), self.batch):
+                chunk = self.messages[i:i + self.batch]
+                kcat_produce(*self.args, chunk)
+                self.produced += len(chunk)
+                time.sleep(self.pause_s)
+        except Exception as e:  # reported by finish()
+            self.error = e
+
+    def finish(self, timeout_s=120):
+        self.join(timeout_s)
+        if self.is_alive():
+            raise Failure("the producer thread did not finish in %d s" % timeout_s)
+        if self.error:
+            raise self.error
+
+
+# ------------------------------------------------------------- reference
+
+class Reference:
+    """Expected Redis content for a list of Kafka messages at engine time
+    `now`: counts per (view, segment, window) and the segment sets.
+
+    Validation, segment strings and the pane rule are check_report.py's;
+    the one thing a Kafka source adds is that an event without `ts` takes
+    the message's Kafka timestamp (check_report reads files, where it is
+    `now`)."""
+
+    def __init__(self, views, now):
+        self.views = {"all": []}
+        self.views.update(views)
+        self.now = now
+        self.counts = {}  # (view, segment, window) -> [h0..h10, sent]
+        self.segments = {v: set() for v in self.views}
+        self.messages = self.valid = self.invalid = self.future = self.late = 0
+
+    def add(self, payload, kafka_ts):
+        self.messages += 1
+        try:
+            line = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            self.invalid += 1
+            return
+        ev, verdict = check_report.valid_event(line, self.now)
+        if verdict == "ok" and ev.get("ts") is None:
+            if kafka_ts < 0:
+                raise Failure("a message without ts has no Kafka timestamp: %r" % payload)
+            ev["_ts"] = kafka_ts
+            if kafka_ts > self.now + check_report.SKEW_MS:
+                verdict = "future"
+        if verdict == "invalid":
+            self.invalid += 1
+            return
+        if verdict == "future":
+            self.future += 1
+            return
+        self.valid += 1
+        ts = ev["_ts"]
+        late = self.in_window(ts, WINDOWS[-2][1]) is False
+        self.late += late
+        bucket = 11 if ev["_sent"] else int(ev["score"])
+        for view, dims in self.views.items():
+            seg = check_report.segment(ev, dims)
+            self.segments[view].add(seg)
+            for wname, size in WINDOWS:
+                if size and (late or not self.in_window(ts, size)):
+                    continue
+                self.counts.setdefault((view, seg, wname), [0] * 12)[bucket] += 1
+
+    def in_window(self, ts, size):
+        """The pane rule: the window of `size` at now holds panes of index
+        >= floor(now / pane) - 59, pane = size / 60."""
+        pane = size // 60
+        return ts // pane >= self.now // pane - 59
+
+    def add_all(self, records):
+        for _, _, kafka_ts, payload in records:
+            self.add(payload, kafka_ts)
+        return self
+
+    def total(self, view="all", segment="*", window="total"):
+        h = self.counts.get((view, segment, window), [0] * 12)
+        return sum(h[:11])
+
+    def summary(self):
+        return ("%d messages (%d valid, %d invalid, %d future, %d late)"
+                % (self.messages, self.valid, self.invalid, self.future, self.late))
+
+
+def expected_hash(h):
+    """The window hash fields the contract gives for counts h0..h10, sent."""
+    n = sum(h[:11])
+    pro, pas, det = h[9] + h[10], h[7] + h[8], sum(h[:7])
+    out = {"h%d" % i: h[i] for i in range(11)}
+    out.update(sent=h[11], responses=n, promoters=pro, passives=pas, detractors=det,
+               score_sum=sum(i * h[i] for i in range(11)))
+    if n:
+        p, d = pro / n, det / n
+        out["nps"] = 100 * (p - d)
+        out["moe95"] = 1.96 * 100 * math.sqrt(max(p + d - (p - d) ** 2, 0) / n)
+        out["avg"] = out["score_sum"] / n
+    if h[11]:
+        out["response_rate"] = n / h[11]
+    return out
+
+
+def _num(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def diff_hash(want, got):
+    """Differences between an expected hash (expected_hash) and a Redis
+    hash (str -> str; {} when absent), as short strings."""
+    diffs = []
+    for f in COUNT_FIELDS:
+        g = got.get(f)
+        g = 0 if g is None and not got else g  # an absent hash is all zero
+        if g is None or _num(g) != want[f]:
+            diffs.append("%s=%s want %s" % (f, g, want[f]))
+    for f in DERIVED + ("response_rate",):
+        tol = 1e-3 if f in DERIVED else 1e-5
+        if f in want:
+            g = _num(got.get(f))
+            if g is None or abs(g - want[f]) > tol:
+                diffs.append("%s=%s want %.6f" % (f, got.get(f), want[f]))
+        elif f in got:
+            diffs.append("%s=%s present, want absent" % (f, got[f]))
+    return diffs
+
+
+def read_windows(r, prefix):
+    """Every window hash under prefix: (view, segment, window) -> dict."""
+    keys = sorted(r.scan_iter(match=prefix + ":win:*", count=1000))
+    pipe = r.pipeline(transaction=False)
+    for k in keys:
+        pipe.hgetall(k)
+    out = {}
+    head = len(prefix) + len(":win:")
+    for k, h in zip(keys, pipe.execute()):
+        name = k.decode("utf-8", "replace")[head:]
+        view, rest = name.split(":", 1)
+        segment, window = rest.rsplit(":", 1)
+        out[(view, segment, window)] = {a.decode(): b.decode() for a, b in h.items()}
+    return out
+
+
+def read_segments(r, prefix, views):
+    return {v: {s.decode("utf-8", "replace") for s in r.smembers("%s:segments:%s" % (prefix, v))}
+            for v in views}
+
+
+def compare(r, prefix, ref, windows=None, limit=12):
+    """Every (view, segment, window) hash under prefix against the
+    reference, and every view's segment set; Failure listing the first
+    mismatches. `windows` restricts the check to those window names.
+    Returns the number of (view, segment, window) entries compared."""
+    got = read_windows(r, prefix)
+    wanted_windows = set(windows or WINDOW_NAMES)
+    keys = {k for k in got if k[2] in wanted_windows}
+    keys |= {k for k, h in ref.counts.items() if k[2] in wanted_windows and any(h)}
+    problems = []
+    for key in sorted(keys):
+        if key[0] not in ref.views:
+            problems.append("%s: a view the test did not configure" % (key,))
+            continue
+        if key[2] not in WINDOW_NAMES:
+            problems.append("%s: an unexpected window" % (key,))
+            continue
+        want = expected_hash(ref.counts.get(key, [0] * 12))
+        d = diff_hash(want, got.get(key, {}))
+        if d:
+            problems.append("%s%s: %s" % (key, "" if key in got else " (no hash)", "; ".join(d)))
+    if windows is None:
+        segs = read_segments(r, prefix, ref.views)
+        for v in ref.views:
+            extra, missing = segs[v] - ref.segments[v], ref.segments[v] - segs[v]
+            if extra or missing:
+                problems.append("%s:segments:%s: extra %s, missing %s"
+                                % (prefix, v, sorted(extra)[:5], sorted(missing)[:5]))
+    if problems:
+        raise Failure("%d of %d (view, segment, window) entries differ from the reference "
+                      "(%s); first ones:\n  %s" % (len(problems), len(keys), ref.summary(),
+                                                   "\n  ".join(problems[:limit])))
+    return len(keys)
+
+
+def fences(r, prefix, group, topic):
+    raw = r.hgetall("%s:offsets:%s:%s" % (prefix, group, topic))
+    return {k.decode(): int(v) for k, v in raw.items()}
+
+
+def fence_progress(r, prefix, group, topic, views, ends):
+    """(applied, total): messages below each unit's fence, summed over
+    views and partitions, against the end offsets. Failure if a fence is
+    past its partition's end."""
+    f = fences(r, prefix, group, topic)
+    applied = total = 0
+    for v in views:
+        for p, end in ends.items():
+            got = f.get("%s:%d" % (v, p), 0)
+            if got > end:
+                raise Failure("fence %s:%d = %d is past the end offset %d" % (v, p, got, end))
+            applied += got
+            total += end
+    return applied, total
+
+
+def wait_fences(r, prefix, group, topic, views, ends, timeout_s, engines=()):
+    """Wait until every unit's fence of every partition equals its end."""
+    def done():
+        for e in engines:
+            e.alive()
+        applied, total = fence_progress(r, prefix, group, topic, views, ends)
+        return True if applied == total else Pending("%d of %d (unit, message) fenced"
+                                                     % (applied, total))
+    return wait_for("every fence at its partition's end offset", done, timeout_s)
+
+
+def visible_responses(r, prefix):
+    v = r.hget("%s:win:all:*:total" % prefix, "responses")
+    return int(v) if v else 0
+
+
+def publishers(r, prefix):
+    """The flush ids' process part (host-pid) seen in PREFIX:updates."""
+    seen = set()
+    for _, fields in r.xrange(prefix + ":updates"):
+        flush = fields.get(b"flush", b"").decode()
+        seen.add(flush.rsplit(":", 1)[0])
+    return seen
+
+
+# ------------------------------------------------------------------ proxy
+
+def _resp_line(buf, pos):
+    end = buf.find(b"\r\n", pos)
+    return (None, pos) if end < 0 else (bytes(buf[pos:end]), end + 2)
+
+
+def resp_parse(buf, pos=0):
+    """One RESP value from buf at pos: (value, next_pos), or None when the
+    buffer does not hold all of it yet."""
+    if pos >= len(buf):
+        return None
+    kind = buf[pos:pos + 1]
+    line, nxt = _resp_line(buf, pos + 1)
+    if line is None:
+        return None
+    if kind in (b"+", b"-"):
+        return (kind + line, nxt)
+    if kind == b":":
+        return (int(line), nxt)
+    if kind == b"$":
+        n = int(line)
+        if n < 0:
+            return (None, nxt)
+        if len(buf) < nxt + n + 2:
+            return None
+        return (bytes(buf[nxt:nxt + n]), nxt + n + 2)
+    if kind == b"*":
+        n = int(line)
+        items = []
+        for _ in range(max(n, 0)):
+            got = resp_parse(buf, nxt)
+            if got is None:
+                return None
+            items.append(got[0])
+            nxt = got[1]
+        return (items, nxt)
+    raise ValueError("not RESP at byte %d: %r" % (pos, bytes(buf[pos:pos + 20])))
+
+
+class LostReplyProxy:
+    """A TCP proxy in front of Redis. Once armed, it forwards one EVALSHA
+    whose reply is a successful flush that wrote segments ("ok", n > 0),
+    waits for that reply from Redis, and closes the client's connection
+    instead of forwarding it: Redis applied the flush, the engine never
+    learns it. Other replies pass through and the proxy stays armed."""
+
+    def __init__(self, upstream_port):
+        self.upstream_port = upstream_port
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.lock = threading.Lock()
+        self.armed = False
+        self.claimed = False
+        self.fired = threading.Event()
+        self.swallowed = None
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    def arm(self):
+        with self.lock:
+            self.armed, self.claimed = True, False
+            self.fired.clear()
+
+    def close(self):
+        self.closed = True
+        self.listener.close()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()  # Redis is down: so is the proxy's answer
+                continue
+            conn = {"client": client, "upstream": upstream, "swallow": False}
+            threading.Thread(target=self._client_to_redis, args=(conn,), daemon=True).start()
+            threading.Thread(target=self._redis_to_client, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _close(conn):
+        for s in (conn["client"], conn["upstream"]):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def _client_to_redis(self, conn):
+        buf = bytearray()
+        try:
+            while True:
+                data = conn["client"].recv(1 << 16)
+                if not data:
+                    break
+                buf += data
+                # Commands complete in this data: is one an EVALSHA to lose?
+                while True:
+                    got = resp_parse(buf)
+                    if got is None:
+                        break
+                    command, used = got
+                    del buf[:used]
+                    name = command[0].upper() if isinstance(command, list) and command else b""
+                    with self.lock:
+                        if name == b"EVALSHA" and self.armed and not self.claimed:
+                            self.claimed = True
+                            conn["swallow"] = True
+                conn["upstream"].sendall(data)
+        except OSError:
+            pass
+        self._close(conn)
+
+    def _redis_to_client(self, conn):
+        held = bytearray()
+        try:
+            while True:
+                data = conn["upstream"].recv(1 << 16)
+                if not data:
+                    break
+                if not conn["swallow"]:
+                    conn["client"].sendall(data)
+                    continue
+                held += data
+                got = resp_parse(held)
+                if got is None:
+                    continue
+                reply = got[0]
+                if (isinstance(reply, list) and len(reply) >= 2 and reply[0] == b"ok"
+                        and isinstance(reply[1], int) and reply[1] > 0):
+                    with self.lock:
+                        self.armed = False
+                        self.swallowed = reply
+                    self.fired.set()
+                    break  # close without forwarding the reply
+                with self.lock:
+                    self.claimed = False
+                conn["swallow"] = False
+                conn["client"].sendall(bytes(held))
+                held.clear()
+        except OSError:
+            pass
+        self._close(conn)
+
+
+class Workdir:
+    def __init__(self):
+        self.path = tempfile.mkdtemp(prefix="npstream-it-")
+
+    def remove(self):
+        shutil.rmtree(self.path, ignore_errors=True)
