@@ -100,15 +100,17 @@ class Children:
         self.procs.append(proc)
         return proc
 
-    def kill_all(self):
+    def kill_all(self, keep=()):
         for proc in self.procs:
-            if proc.poll() is None:
+            if proc.poll() is None and proc not in keep:
                 try:
                     proc.send_signal(signal.SIGCONT)
                     proc.kill()
                 except OSError:
                     pass
         for proc in self.procs:
+            if proc in keep:
+                continue
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:

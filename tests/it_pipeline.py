@@ -1,0 +1,432 @@
+#!/usr/bin/env python3
+"""The pipeline end to end: kcat -> npstream broker -> npstream run ->
+redis-server, checked against an independent reference (itlib.Reference,
+built on check_report.py) after clean stops, crashes, a rebalance, a Redis
+restart, a lost flush reply, and with windows shrinking while no event
+arrives. Usage: it_pipeline.py NPSTREAM_BINARY
+
+Each scenario has its own broker (one topic), consumer group and key
+prefix; they share one private redis-server. Conditions are awaited by
+polling Redis (or the engine's log) against deadlines.
+"""
+import calendar
+import os
+import signal
+import sys
+import time
+import traceback
+from datetime import datetime, timedelta, timezone
+
+import itlib
+from itlib import Failure
+
+VIEWS = {"by_channel": ["channel"], "by_region": ["region"], "by_survey_age": ["survey", "age_band"]}
+UNITS = ["all"] + list(VIEWS)
+SESSION_TIMEOUT_MS = 6000
+MINUTE = 60000
+DAY = 24 * 60 * MINUTE
+
+
+def rfc3339(ts_ms, offset_minutes=0):
+    """ts_ms as RFC 3339 with milliseconds, in a zone offset_minutes east."""
+    zone = timezone(timedelta(minutes=offset_minutes))
+    dt = datetime.fromtimestamp(ts_ms // 1000, zone).replace(microsecond=(ts_ms % 1000) * 1000)
+    text = dt.isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z") if offset_minutes == 0 else text
+
+
+def tricky_messages(T):
+    """Hand-written messages around the edges of the event contract, with
+    timestamps relative to the pinned engine time T. (key, payload) pairs."""
+    iso_z = rfc3339(T - 61234)
+    iso_offset = rfc3339(T - 3 * MINUTE - 5, offset_minutes=330)
+    for text, want in ((iso_z, T - 61234), (iso_offset, T - 3 * MINUTE - 5)):
+        # The reference must read them as meant, or the data proves nothing.
+        if itlib.check_report.parse_ts(text) != want:
+            raise Failure("test data: %s does not parse to %d" % (text, want))
+    valid = [
+        # escapes in dimension values; a space, a comma and '=' (percent-encoded)
+        r'{"id":"tv1","ts":%d,"score":9.0,"survey":"caf\u00e9","channel":"e\"mail",'
+        r'"region":"R 1,a=b","age_band":"25-34"}' % (T - 1000),
+        # raw UTF-8, a surrogate pair, \/ and reserved URL bytes
+        '{"id":"tv2","ts":%d,"score":10,"survey":"café","channel":"w\\/eb\\u0041",'
+        '"region":"R/1%%+?&:*","age_band":"\\ud83d\\ude00"}' % (T - 2000),
+        # integer dimension values
+        '{"id":"tv3","ts":%d,"score":0,"survey":"s","channel":42,"region":-7,"age_band":"18-24"}'
+        % (T - 3000),
+        # RFC 3339 strings, UTC and +05:30
+        '{"id":"tv4","ts":"%s","score":8,"channel":"rfc","region":"R01"}' % iso_z,
+        '{"id":"tv5","ts":"%s","score":6,"channel":"rfc","region":"R02"}' % iso_offset,
+        # no ts: the Kafka message timestamp (kcat's produce time, near T)
+        '{"id":"tv6","score":7,"channel":"kafka-ts"}',
+        '{"id":"tv7","type":"sent","channel":"kafka-ts","survey":"checkout"}',
+        # null and empty dimensions are the same empty value
+        '{"id":"tv8","ts":%d,"score":5,"channel":null,"region":"","survey":"x"}' % (T - 4000),
+        # unknown fields, nested objects and arrays holding brackets in strings
+        r'{"meta":{"a":[1,2,{"b":"}\"]"}],"c":{}},"id":"tv9","score":4,"ts":%d,'
+        r'"extra":[{"x":"]"},null,true,false,1.5e3],"channel":"sms","flag":true,"n":null}'
+        % (T - 5000),
+        # invitations (response rate)
+        '{"id":"tv10","ts":%d,"type":"sent","channel":"email","region":"R01","survey":"checkout",'
+        '"age_band":"25-34"}' % (T - 6000),
+        '{"id":"tv10b","ts":%d,"type":"sent","channel":"only-sent"}' % (T - 6500),
+        # field order, whitespace, explicit type
+        '{ "age_band" : "35-44" , "score" : 3 , "ts" : %d , "id" : "tv11" , "type" : "response" }'
+        % (T - 7000),
+        # late (40 days: total only), 2 and 29 days old, 4 minutes ahead (within the skew)
+        '{"id":"tv12","ts":%d,"score":10,"channel":"late"}' % (T - 40 * DAY),
+        '{"id":"tv13","ts":%d,"score":2,"channel":"old"}' % (T - 2 * DAY),
+        '{"id":"tv14","ts":%d,"score":1,"channel":"old"}' % (T - 29 * DAY),
+        '{"id":"tv15","ts":%d,"score":9,"channel":"ahead"}' % (T + 4 * MINUTE),
+        # control characters escaped in a value; a numeric id; value and comment
+        r'{"id":"tv16","ts":%d,"score":1,"channel":"tab\there\nnl"}' % (T - 8000),
+        '{"id":12345,"ts":%d,"score":9,"channel":"numid"}' % (T - 9000),
+        r'{"id":"tv18","ts":%d,"score":3,"channel":"val","value":12.5,"comment":"ok \"q\""}'
+        % (T - 10000),
+        # escaped keys name the same fields
+        r'{"id":"tv19","ts":%d,"sc\u006fre":7,"ch\u0061nnel":"keyesc"}' % (T - 11000),
+    ]
+    invalid = [
+        '{"id":"ti1","ts":%d,"score":9.5,"channel":"bad"}' % T,
+        '{"id":"ti2","ts":%d,"score":"9","channel":"bad"}' % T,
+        '{"id":"ti3","ts":%d,"score":11,"channel":"bad"}' % T,
+        '{"id":"ti4","ts":%d,"score":-1,"channel":"bad"}' % T,
+        '{"id":"ti5","ts":%d,"score":null,"channel":"bad"}' % T,
+        '{"id":"ti6","ts":%d,"channel":"bad"}' % T,
+        '{"id":"ti7","ts":%d,"score":true,"channel":"bad"}' % T,
+        '{"id":"ti8","ts":"yesterday","score":5,"channel":"bad"}',
+        '{"id":"ti9","ts":%d,"score":5,"channel":"future"}' % (T + 6 * MINUTE),
+        '{"id":"ti10","score":7,',
+        'not json at all',
+        '[1,2,3]',
+        '"just a string"',
+        '{"id":"ti11","score":5}}',
+        r'{"id":"ti12","score":5,"channel":"a\x"}',
+        '{"id":"ti13" "score":5}',
+        "{'score':5}",
+        '{"score":05,"channel":"bad"}',
+        '{"score":5,"channel":"bad",}',
+    ]
+    out = []
+    for i, text in enumerate(valid + invalid):
+        out.append((b"tricky-%d" % i, text.encode("utf-8")))
+    return out
+
+
+class Scenario:
+    """One scenario's broker, group, prefix and processes."""
+
+    def __init__(self, h, name, partitions=8):
+        self.h = h
+        self.name = name
+        self.topic = "it-%s" % name
+        self.group = "g-%s" % name
+        self.prefix = "it%s" % name
+        self.broker = itlib.Broker(h.children, h.npstream, h.work, self.topic, partitions)
+        self.engines = []
+        self.produced = 0
+
+    def engine(self, workers=2, flush_ms=200, extra=(), redis_address=None):
+        args = itlib.engine_args(self.broker, self.topic, self.group,
+                                 redis_address or self.h.redis.address, self.prefix, VIEWS,
+                                 workers, flush_ms,
+                                 ["--session-timeout-ms", SESSION_TIMEOUT_MS] + list(extra))
+        e = itlib.Engine(self.h.children, self.h.npstream, self.h.work, args, name=self.name)
+        self.engines.append(e)
+        return e
+
+    def produce(self, messages):
+        itlib.kcat_produce(self.broker.bootstrap, self.topic, messages)
+        self.produced += len(messages)
+
+    def read_back(self, now):
+        records, ends = itlib.kcat_read_all(self.broker.bootstrap, self.topic, self.produced)
+        return itlib.Reference(VIEWS, now).add_all(records), ends
+
+    def wait_fences(self, ends, timeout_s, engines=None):
+        itlib.wait_fences(self.h.r, self.prefix, self.group, self.topic, UNITS, ends, timeout_s,
+                          self.engines_alive() if engines is None else engines)
+
+    def engines_alive(self):
+        return [e for e in self.engines if e.proc.returncode is None and e.proc.poll() is None]
+
+    def visible(self):
+        return itlib.visible_responses(self.h.r, self.prefix)
+
+    def progress(self, ends):
+        return itlib.fence_progress(self.h.r, self.prefix, self.group, self.topic, UNITS, ends)
+
+    def close(self):
+        for e in self.engines:
+            if e.proc.poll() is None:
+                e.proc.send_signal(signal.SIGCONT)
+                e.proc.kill()
+                e.proc.wait(10)
+        self.broker.stop()
+
+
+def scenario_exact(h):
+    s = Scenario(h, "exact")
+    T = itlib.now_ms()
+    messages = itlib.gen_events(h.npstream, h.work, 30000, 11, T, 0.03) + tricky_messages(T)
+    s.produce(messages)
+    ref, ends = s.read_back(T)
+    if not (ref.future and ref.late and ref.invalid > 800):
+        raise Failure("test data: expected future, late and invalid messages: " + ref.summary())
+    e = s.engine(workers=2, extra=["--now", T])
+    s.wait_fences(ends, 90)
+    e.terminate()
+    n = itlib.compare(h.r, s.prefix, ref)
+    s.close()
+    return ("exact: %s, %d (view,segment,window) hashes and 4 segment sets equal the reference"
+            % (ref.summary(), n))
+
+
+def scenario_crash(h):
+    """Part A is produced up front, part B trickles in while the first two
+    runs are SIGKILLed mid-stream, part C only after the second kill, so
+    neither kill can come after everything was published."""
+    s = Scenario(h, "crash")
+    T = itlib.now_ms()
+    messages = itlib.gen_events(h.npstream, h.work, 30000, 22, T, 0.03)
+    part_a, part_b, part_c = messages[:8000], messages[8000:20000], messages[20000:]
+    s.produce(part_a)
+    trickle = itlib.Trickle(s.broker.bootstrap, s.topic, part_b, batch=300, pause_s=0.1)
+    kills = []
+
+    def kill_mid_stream(e, more_than):
+        itlib.wait_for("engine pid %d to publish more than %d responses" % (e.pid, more_than),
+                       lambda: e.alive() and s.visible() > more_than, 60)
+        if trickle.ident is None:
+            trickle.start()
+        # Kill while the engine is counting what is still arriving.
+        mark = trickle.produced
+        itlib.wait_for("more messages to be produced", lambda: trickle.error or trickle.produced
+                       >= min(mark + 900, len(part_b)), 60)
+        e.kill()
+        kills.append(s.visible())
+
+    e1 = s.engine(workers=2, flush_ms=300, extra=["--now", T])
+    kill_mid_stream(e1, 0)
+    e2 = s.engine(workers=2, flush_ms=300, extra=["--now", T])
+    kill_mid_stream(e2, kills[0])
+    trickle.finish()
+    s.produced += trickle.produced
+    s.produce(part_c)
+    e3 = s.engine(workers=2, flush_ms=300, extra=["--now", T])
+    ref, ends = s.read_back(T)
+    s.wait_fences(ends, 120)
+    e3.terminate()
+    n = itlib.compare(h.r, s.prefix, ref)
+    s.close()
+    return ("crash: %s; SIGKILL at %d and %d of %d responses published, 3 runs; %d "
+            "(view,segment,window) hashes and 4 segment sets equal the reference"
+            % (ref.summary(), kills[0], kills[1], ref.total(), n))
+
+
+def scenario_rebalance(h):
+    s = Scenario(h, "rebalance")
+    T = itlib.now_ms()
+    messages = itlib.gen_events(h.npstream, h.work, 24000, 33, T, 0.02)
+    chunks = [messages[i:i + 1500] for i in range(0, len(messages), 1500)]
+    e1 = s.engine(workers=1, extra=["--now", T])
+    e2 = s.engine(workers=2, extra=["--now", T])
+    procs = {e.pid: e for e in (e1, e2)}
+
+    def both_published():
+        e1.alive(), e2.alive()
+        pids = {int(p.rsplit("-", 1)[1]) for p in itlib.publishers(h.r, s.prefix)}
+        if pids >= set(procs):
+            return True
+        if chunks:
+            s.produce(chunks.pop(0))  # keep events coming until both publish
+        return itlib.Pending("publishers so far: pids %s" % sorted(pids))
+    itlib.wait_for("both engines to publish (nps:updates flush ids with each pid)",
+                   both_published, 90, interval_s=0.5)
+    e2.kill()
+    killed_at = time.monotonic()
+    s.produce(chunks.pop(0))  # every partition gets messages after the kill
+    _, ends = s.read_back(T)
+    limit = SESSION_TIMEOUT_MS / 1000 + 20
+    s.wait_fences(ends, limit, [e1])
+    takeover_s = time.monotonic() - killed_at
+    for chunk in chunks:
+        s.produce(chunk)
+    ref, ends = s.read_back(T)
+    s.wait_fences(ends, 60, [e1])
+    e1.terminate()
+    n = itlib.compare(h.r, s.prefix, ref)
+    s.close()
+    return ("rebalance: %s; 2 engines in one group, SIGKILL of pid %d, the survivor fenced every "
+            "partition %.1f s later (limit %.0f s); %d (view,segment,window) hashes and 4 "
+            "segment sets equal the reference"
+            % (ref.summary(), e2.pid, takeover_s, limit, n))
+
+
+OUTAGE = r"(?im)^.*redis.*(unavailable|retry|retrying|down|lost|refused|closed).*$"
+RECOVERY = r"(?im)^.*redis.*\b(back|recovered|reconnected)\b.*$"
+
+
+def log_matches(e, pattern):
+    import re
+    return re.findall(pattern, e.log())
+
+
+def scenario_redis_restart(h):
+    import re
+    s = Scenario(h, "redis")
+    T = itlib.now_ms()
+    messages = itlib.gen_events(h.npstream, h.work, 20000, 44, T, 0.02)
+    chunks = [messages[i:i + 5000] for i in range(0, len(messages), 5000)]
+    proxy = itlib.LostReplyProxy(h.redis.port)
+    try:
+        e = s.engine(workers=2, extra=["--now", T], redis_address=proxy.address)
+        s.produce(chunks[0])
+        itlib.wait_for("the first chunk to be visible", lambda: e.alive() and s.visible() > 0, 60)
+        h.redis.kill()
+        s.produce(chunks[1])
+        outage = itlib.wait_for("the engine to log the Redis outage",
+                                lambda: e.alive() and re.search(OUTAGE, e.log()), 30)
+        h.redis.start()
+        itlib.wait_for("the engine to log Redis's recovery",
+                       lambda: e.alive() and re.search(RECOVERY, e.log()), 30)
+        _, ends = s.read_back(T)
+        s.wait_fences(ends, 60)
+        # A flush whose reply is lost: Redis applies it, the engine retries.
+        proxy.arm()
+        s.produce(chunks[2])
+        itlib.wait_for("the proxy to swallow the reply of an applied flush",
+                       lambda: e.alive() and proxy.fired.is_set(), 30)
+        s.produce(chunks[3])
+        ref, ends = s.read_back(T)
+        s.wait_fences(ends, 60)
+        recoveries = len(re.findall(RECOVERY, e.log()))
+        if recoveries < 2:
+            raise Failure("expected a second recovery line after the lost reply, log:\n"
+                          + e.log_tail())
+        e.terminate()
+    finally:
+        proxy.close()
+    n = itlib.compare(h.r, s.prefix, ref)
+    s.close()
+    return ("redis: %s; redis-server SIGKILLed and restarted mid-stream (log: \"%s\"), then the "
+            "reply of an applied flush (%s) lost; %d (view,segment,window) hashes and 4 segment "
+            "sets equal the reference"
+            % (ref.summary(), outage.group(0).strip()[:90],
+               " ".join(str(x) for x in proxy.swallowed), n))
+
+
+def scenario_windows(h):
+    s = Scenario(h, "windows")
+    T = itlib.now_ms()
+    messages = itlib.gen_events(h.npstream, h.work, 12000, 55, T, 0.0)
+    s.produce(messages)
+    ref, ends = s.read_back(T)
+    in_5m, in_1h, total = ref.total(window="5m"), ref.total(window="1h"), ref.total()
+    if not (0 < in_5m < in_1h == total):
+        raise Failure("test data: want 0 < 5m < 1h = total responses, got %d %d %d"
+                      % (in_5m, in_1h, total))
+    e = s.engine(workers=2, extra=["--now", T])
+    s.wait_fences(ends, 60)
+    e.terminate()
+    n_at_t = itlib.compare(h.r, s.prefix, ref)
+
+    # Same group, no new events, a clock 200 times as fast from T.
+    e2 = s.engine(workers=2, extra=["--now", T, "--time-scale", 200])
+    had_5m = [k for k, c in ref.counts.items() if k[2] == "5m" and any(c)]
+
+    def five_minutes_empty():
+        e2.alive()
+        got = itlib.read_windows(h.r, s.prefix)
+        left = [k for k in had_5m if got.get(k, {}).get("responses") != "0" or "nps" in got[k]]
+        return True if not left else itlib.Pending("%d of %d 5m hashes not yet empty, e.g. %s"
+                                                   % (len(left), len(had_5m), left[0]))
+    itlib.wait_for("every 5m hash to empty with no new events", five_minutes_empty, 60)
+    e2.proc.send_signal(signal.SIGSTOP)  # hold the clock for a consistent read
+    try:
+        empty = itlib.Reference(VIEWS, T)
+        empty.segments = ref.segments
+        n_5m = itlib.compare(h.r, s.prefix, empty, windows=["5m"])
+        try:
+            n_rest = itlib.compare(h.r, s.prefix, ref, windows=["1h", "24h", "7d", "30d", "total"])
+        except Failure as f:
+            raise Failure("%s\n(engine clock now at T+%.1f min)" % (f, (engine_now(h, s) - T) / MINUTE))
+        now_shown = engine_now(h, s)
+    finally:
+        e2.proc.send_signal(signal.SIGCONT)
+    expired = sum(int(f.get(b"expired_panes", b"0")) for _, f in h.r.xrange(s.prefix + ":updates")
+                  if f.get(b"flush", b"").decode().rsplit(":", 1)[0].endswith("-%d" % e2.pid))
+    if not expired:
+        raise Failure("no nps:updates entry of the second run reports expired panes")
+    e2.terminate()
+    s.close()
+    return ("windows: %s over 20 min; at T 5m holds %d and 1h all %d responses (%d hashes equal); "
+            "with no new events at T+%.1f min (clock x200) all %d 5m hashes are empty and the %d "
+            "hashes of 1h..total still equal the reference (%d panes expired)"
+            % (ref.summary(), in_5m, in_1h, n_at_t, (now_shown - T) / MINUTE, n_5m, n_rest,
+               expired))
+
+
+def engine_now(h, s):
+    entries = h.r.xrevrange(s.prefix + ":updates", count=1)
+    return int(entries[0][1][b"now_ms"]) if entries else 0
+
+
+class Harness:
+    def __init__(self, npstream):
+        self.npstream = os.path.abspath(npstream)
+        self.children = itlib.Children()
+        self.workdir = itlib.Workdir()
+        self.work = self.workdir.path
+        self.redis = itlib.RedisServer(self.children, self.work)
+        self.redis.start()
+        self.r = self.redis.client
+
+
+SCENARIOS = [scenario_exact, scenario_crash, scenario_rebalance, scenario_redis_restart,
+             scenario_windows]
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit("usage: it_pipeline.py NPSTREAM_BINARY [SCENARIO...]")
+    only = set(sys.argv[2:])
+    started = time.monotonic()
+    h = Harness(sys.argv[1])
+    failed = []
+    try:
+        for scenario in SCENARIOS:
+            name = scenario.__name__[len("scenario_"):]
+            if only and name not in only:
+                continue
+            t0 = time.monotonic()
+            try:
+                line = scenario(h)
+                print("%s [%.1f s]" % (line, time.monotonic() - t0), flush=True)
+            except Exception as e:  # report, clean up, go on with the next
+                failed.append(name)
+                detail = str(e) if isinstance(e, Failure) else traceback.format_exc()
+                print("FAIL %s: %s" % (name, detail), flush=True)
+                logs = sorted(f for f in os.listdir(h.work) if f.startswith(name) and
+                              f.endswith(".log"))
+                for log in logs:
+                    with open(os.path.join(h.work, log), "rb") as f:
+                        tail = f.read().decode("utf-8", "replace").splitlines()[-15:]
+                    print("  --- %s (tail)\n  %s" % (log, "\n  ".join(tail)), flush=True)
+            finally:
+                h.children.kill_all(keep=[h.redis.proc])
+                if h.redis.proc.poll() is not None:  # a failure left it down
+                    h.redis.start()
+    finally:
+        h.children.kill_all()
+        if not failed or os.environ.get("NPS_IT_KEEP") is None:
+            h.workdir.remove()
+        else:
+            print("kept %s" % h.work)
+    print("it_pipeline: %s in %.0f s" % ("FAILED: " + ", ".join(failed) if failed else "passed",
+                                         time.monotonic() - started))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
