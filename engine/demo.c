@@ -81,8 +81,8 @@ static bool start_broker(const nps_config *config, int log_fd, char *bootstrap, 
         return false;
     char partitions[32];
     snprintf(partitions, sizeof(partitions), "%" PRId64, config->partitions);
-    char *args[] = {"npstream", "broker",   "--partitions", partitions,
-                    "--topic",  (char *)config->topic, NULL};
+    char *args[] = {
+        "npstream", "broker", "--partitions", partitions, "--topic", (char *)config->topic, NULL};
     pid_t pid = spawn("broker", args, log_fd, pipefd[1]);
     close(pipefd[1]);
     FILE *in = fdopen(pipefd[0], "r");
@@ -136,17 +136,17 @@ static pid_t start_engine(const nps_config *config, const char *bootstrap, int l
     snprintf(workers, sizeof(workers), "%" PRId64, config->workers);
     snprintf(scale, sizeof(scale), "%" PRId64, config->time_scale);
     snprintf(now, sizeof(now), "%" PRId64, config->now_ms);
-    char *args[2 * NPS_MAX_VIEWS + 40] = {"npstream", "run",
-                                          "--brokers", (char *)bootstrap,
-                                          "--topic", (char *)config->topic,
-                                          "--group", "npstream-demo",
-                                          "--redis", (char *)config->redis,
-                                          "--prefix", (char *)config->prefix,
-                                          "--flush-ms", flush,
-                                          "--workers", workers,
+    char *args[2 * NPS_MAX_VIEWS + 40] = {"npstream",     "run",
+                                          "--brokers",    (char *)bootstrap,
+                                          "--topic",      (char *)config->topic,
+                                          "--group",      "npstream-demo",
+                                          "--redis",      (char *)config->redis,
+                                          "--prefix",     (char *)config->prefix,
+                                          "--flush-ms",   flush,
+                                          "--workers",    workers,
                                           "--time-scale", scale,
-                                          "--now", now,
-                                          "--windows", (char *)config->windows_spec};
+                                          "--now",        now,
+                                          "--windows",    (char *)config->windows_spec};
     int n = 22;
     if (!config->windows_spec[0])
         n -= 2;
@@ -163,11 +163,23 @@ static pid_t start_gen(const nps_config *config, const char *bootstrap, int log_
     snprintf(seed, sizeof(seed), "%" PRIu64, config->seed);
     snprintf(share, sizeof(share), "%g", config->invalid_share);
     snprintf(now, sizeof(now), "%" PRId64, config->now_ms);
-    char *args[] = {"npstream", "gen",    "--brokers",       (char *)bootstrap,
-                    "--topic",  (char *)config->topic,       "--count",
-                    count,      "--rate", rate,              "--seed",
-                    seed,       "--invalid-share",           share,
-                    "--now",    now,      NULL};
+    char *args[] = {"npstream",
+                    "gen",
+                    "--brokers",
+                    (char *)bootstrap,
+                    "--topic",
+                    (char *)config->topic,
+                    "--count",
+                    count,
+                    "--rate",
+                    rate,
+                    "--seed",
+                    seed,
+                    "--invalid-share",
+                    share,
+                    "--now",
+                    now,
+                    NULL};
     return spawn("gen", args, log_fd, -1);
 }
 
@@ -176,8 +188,8 @@ static pid_t start_gen(const nps_config *config, const char *bootstrap, int log_
  * over `views` views, or -1 until every view has fences. */
 static int64_t published(redisContext *redis, const nps_config *config, int views)
 {
-    redisReply *r = redisCommand(redis, "HGETALL %s:offsets:npstream-demo:%s", config->prefix,
-                                 config->topic);
+    redisReply *r =
+        redisCommand(redis, "HGETALL %s:offsets:npstream-demo:%s", config->prefix, config->topic);
     if (!r)
         return -1;
     char names[NPS_MAX_VIEWS][NPS_NAME_MAX];
@@ -284,8 +296,13 @@ static int run_top(const nps_config *config, bool live)
 {
     char interval[32];
     snprintf(interval, sizeof(interval), "%" PRId64, live ? config->interval_ms : 0);
-    char *args[] = {"--redis",       (char *)config->redis, "--prefix", (char *)config->prefix,
-                    "--interval-ms", interval,              NULL};
+    char *args[] = {"--redis",
+                    (char *)config->redis,
+                    "--prefix",
+                    (char *)config->prefix,
+                    "--interval-ms",
+                    interval,
+                    NULL};
     return nps_cmd_top(6, args);
 }
 

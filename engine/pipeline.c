@@ -83,7 +83,7 @@ typedef struct worker {
 /* Flusher side: one partition's fences and progress. */
 typedef struct fence_entry {
     bool registered;
-    int owner; /* worker index; -1 once revoked with counts still pending */
+    int owner;                    /* worker index; -1 once revoked with counts still pending */
     int64_t begin[NPS_MAX_VIEWS]; /* the stored fence each unit expects */
     int64_t end;                  /* offset after the last merged message; -1 none */
     int64_t flush_end;            /* `end` when the outstanding flush was cut */
@@ -181,6 +181,8 @@ static bool read_fences(worker *w, const rd_kafka_topic_partition_list_t *parts,
     const nps_config *config = w->pl->config;
     int nviews = w->pl->nviews;
     size_t n = (size_t)parts->cnt * (size_t)nviews;
+    if (n == 0)
+        return true;
     const char **argv = calloc(n + 2, sizeof(char *));
     size_t *lens = calloc(n + 2, sizeof(size_t));
     char *names = calloc(n + 2, 96);
@@ -198,9 +200,10 @@ static bool read_fences(worker *w, const rd_kafka_topic_partition_list_t *parts,
             size_t k = (size_t)i * (size_t)nviews + (size_t)v;
             fence_field(names + k * 96, 96, config, v, parts->elems[i].partition);
             argv[k + 2] = names + k * 96;
+            lens[k + 2] = strlen(names + k * 96);
         }
-    for (size_t k = 0; k < n + 2; k++)
-        lens[k] = strlen(argv[k]);
+    lens[0] = strlen(argv[0]);
+    lens[1] = strlen(key);
     redisReply *reply = nps_redis_argv(w->redis, (int)(n + 2), argv, lens, err);
     if (!reply)
         goto out;
@@ -508,7 +511,8 @@ static void resync(pipeline *pl, const char *why)
 {
     log_line("resync: %s; dropping unflushed counts and re-reading from the fences", why);
     nps_state_clear_counts(pl->pending);
-    memset(pl->table, 0, (size_t)pl->table_cap * sizeof(*pl->table));
+    if (pl->table)
+        memset(pl->table, 0, (size_t)pl->table_cap * sizeof(*pl->table));
     pl->outstanding = false;
     atomic_fetch_add(&pl->epoch, 1);
     atomic_fetch_add(&pl->resyncs, 1);
@@ -1059,7 +1063,7 @@ int nps_run_pipeline(const nps_config *config)
         pthread_create(&pl.workers[i].thread, NULL, worker_main, &pl.workers[i]);
     int64_t start = mono_ms(), last_status = start;
     for (;;) {
-        struct timespec wait = {0, 200 * 1000000};
+        struct timespec wait = {0, 200L * 1000000};
         int sig = sigtimedwait(&signals, NULL, &wait);
         if (sig == SIGINT || sig == SIGTERM) {
             log_line("signal %d: stopping (flushing first; a second signal exits at once)", sig);
@@ -1072,7 +1076,7 @@ int nps_run_pipeline(const nps_config *config)
         }
     }
     /* A second signal while flushing ends the process at once. */
-    struct timespec wait = {0, 100 * 1000000};
+    struct timespec wait = {0, 100L * 1000000};
     while (!atomic_load(&pl.flusher_done)) {
         int sig = sigtimedwait(&signals, NULL, &wait);
         if (sig == SIGINT || sig == SIGTERM)

@@ -63,7 +63,7 @@ static bool connect_now(nps_redis *redis, nps_error *err)
 {
     if (redis->ctx)
         return true;
-    struct timeval tv = {redis->timeout_ms / 1000, (redis->timeout_ms % 1000) * 1000};
+    struct timeval tv = {redis->timeout_ms / 1000, (redis->timeout_ms % 1000) * 1000L};
     redis->ctx = redisConnectWithTimeout(redis->host, redis->port, tv);
     if (!redis->ctx || redis->ctx->err) {
         nps_error_set(err, "redis %s: %s", redis->address,
@@ -105,8 +105,8 @@ static bool load_script(nps_redis *redis, nps_error *err)
     return ok;
 }
 
-redisReply *nps_redis_flush_unit(nps_redis *redis, int argc, const char **argv,
-                                 const size_t *lens, nps_error *err)
+redisReply *nps_redis_flush_unit(nps_redis *redis, int argc, const char **argv, const size_t *lens,
+                                 nps_error *err)
 {
     const char **args = malloc((size_t)(argc + 3) * sizeof(char *));
     size_t *arglens = malloc((size_t)(argc + 3) * sizeof(size_t));

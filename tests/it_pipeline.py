@@ -228,21 +228,27 @@ def scenario_rebalance(h):
     s = Scenario(h, "rebalance")
     T = itlib.now_ms()
     messages = itlib.gen_events(h.npstream, h.work, 24000, 33, T, 0.02)
-    chunks = [messages[i:i + 1500] for i in range(0, len(messages), 1500)]
+    # Small chunks while both engines join; the rest after the kill.
+    warm = [messages[i:i + 250] for i in range(0, 8000, 250)]
+    chunks = [messages[i:i + 2000] for i in range(8000, len(messages), 2000)]
     e1 = s.engine(workers=1, extra=["--now", T])
     e2 = s.engine(workers=2, extra=["--now", T])
     procs = {e.pid: e for e in (e1, e2)}
+    started = time.monotonic()
 
     def both_published():
         e1.alive(), e2.alive()
         pids = {int(p.rsplit("-", 1)[1]) for p in itlib.publishers(h.r, s.prefix)}
         if pids >= set(procs):
             return True
-        if chunks:
-            s.produce(chunks.pop(0))  # keep events coming until both publish
+        if warm:
+            s.produce(warm.pop(0))  # keep events coming until both publish
         return itlib.Pending("publishers so far: pids %s" % sorted(pids))
     itlib.wait_for("both engines to publish (nps:updates flush ids with each pid)",
                    both_published, 90, interval_s=0.5)
+    both_s = time.monotonic() - started
+    for chunk in warm:
+        s.produce(chunk)
     e2.kill()
     killed_at = time.monotonic()
     s.produce(chunks.pop(0))  # every partition gets messages after the kill
@@ -257,10 +263,10 @@ def scenario_rebalance(h):
     e1.terminate()
     n = itlib.compare(h.r, s.prefix, ref)
     s.close()
-    return ("rebalance: %s; 2 engines in one group, SIGKILL of pid %d, the survivor fenced every "
-            "partition %.1f s later (limit %.0f s); %d (view,segment,window) hashes and 4 "
-            "segment sets equal the reference"
-            % (ref.summary(), e2.pid, takeover_s, limit, n))
+    return ("rebalance: %s; 2 engines in one group both published after %.1f s, SIGKILL of "
+            "pid %d, the survivor fenced every partition %.1f s later (limit %.0f s); %d "
+            "(view,segment,window) hashes and 4 segment sets equal the reference"
+            % (ref.summary(), both_s, e2.pid, takeover_s, limit, n))
 
 
 OUTAGE = r"(?im)^.*redis.*(unavailable|retry|retrying|down|lost|refused|closed).*$"
