@@ -3,14 +3,16 @@
 redis-server, checked against an independent reference (itlib.Reference,
 built on check_report.py) after clean stops, crashes, a rebalance, a Redis
 restart, a lost flush reply, and with windows shrinking while no event
-arrives. Usage: it_pipeline.py NPSTREAM_BINARY
+arrives. Usage: it_pipeline.py NPSTREAM_BINARY [SCENARIO...] (all by
+default: exact crash rebalance redis_restart windows). NPS_IT_KEEP=1 keeps
+the work directory (engine and broker logs, Redis AOF).
 
 Each scenario has its own broker (one topic), consumer group and key
 prefix; they share one private redis-server. Conditions are awaited by
 polling Redis (or the engine's log) against deadlines.
 """
-import calendar
 import os
+import re
 import signal
 import sys
 import time
@@ -20,7 +22,8 @@ from datetime import datetime, timedelta, timezone
 import itlib
 from itlib import Failure
 
-VIEWS = {"by_channel": ["channel"], "by_region": ["region"], "by_survey_age": ["survey", "age_band"]}
+VIEWS = {"by_channel": ["channel"], "by_region": ["region"],
+         "by_survey_age": ["survey", "age_band"]}
 UNITS = ["all"] + list(VIEWS)
 SESSION_TIMEOUT_MS = 6000
 MINUTE = 60000
@@ -57,7 +60,7 @@ def tricky_messages(T):
         # RFC 3339 strings, UTC and +05:30
         '{"id":"tv4","ts":"%s","score":8,"channel":"rfc","region":"R01"}' % iso_z,
         '{"id":"tv5","ts":"%s","score":6,"channel":"rfc","region":"R02"}' % iso_offset,
-        # no ts: the Kafka message timestamp (kcat's produce time, near T)
+        # no ts: the Kafka message timestamp (kcat's produce time, T - 10 min)
         '{"id":"tv6","score":7,"channel":"kafka-ts"}',
         '{"id":"tv7","type":"sent","channel":"kafka-ts","survey":"checkout"}',
         # null and empty dimensions are the same empty value
@@ -153,9 +156,6 @@ class Scenario:
     def visible(self):
         return itlib.visible_responses(self.h.r, self.prefix)
 
-    def progress(self, ends):
-        return itlib.fence_progress(self.h.r, self.prefix, self.group, self.topic, UNITS, ends)
-
     def close(self):
         for e in self.engines:
             if e.proc.poll() is None:
@@ -167,12 +167,20 @@ class Scenario:
 
 def scenario_exact(h):
     s = Scenario(h, "exact")
-    T = itlib.now_ms()
+    # The engine's pinned now is 10 minutes ahead of the wall clock, so that
+    # messages without ts, stamped by Kafka with the wall clock, fall out of
+    # the 5m window but stay in 1h: an engine that used its now for them
+    # instead would show them in 5m.
+    T = itlib.now_ms() + 10 * MINUTE
     messages = itlib.gen_events(h.npstream, h.work, 30000, 11, T, 0.03) + tricky_messages(T)
     s.produce(messages)
     ref, ends = s.read_back(T)
     if not (ref.future and ref.late and ref.invalid > 800):
         raise Failure("test data: expected future, late and invalid messages: " + ref.summary())
+    kafka_ts = [ref.total("by_channel", "channel=kafka-ts", w) for w in ("5m", "1h")]
+    if kafka_ts != [0, 1]:
+        raise Failure("test data: the message without ts should count in 1h only, got 5m/1h %s"
+                      % kafka_ts)
     e = s.engine(workers=2, extra=["--now", T])
     s.wait_fences(ends, 90)
     e.terminate()
@@ -185,31 +193,49 @@ def scenario_exact(h):
 def scenario_crash(h):
     """Part A is produced up front, part B trickles in while the first two
     runs are SIGKILLed mid-stream, part C only after the second kill, so
-    neither kill can come after everything was published."""
+    neither kill can come after everything was published. The first kill
+    comes at any moment; the second between the units of one flush (the
+    proxy holds the reply of the first unit applied and the test kills the
+    engine before it can send the next), so the units' fences differ and
+    the restart must skip, unit by unit, what each has applied."""
     s = Scenario(h, "crash")
     T = itlib.now_ms()
     messages = itlib.gen_events(h.npstream, h.work, 30000, 22, T, 0.03)
     part_a, part_b, part_c = messages[:8000], messages[8000:20000], messages[20000:]
     s.produce(part_a)
     trickle = itlib.Trickle(s.broker.bootstrap, s.topic, part_b, batch=300, pause_s=0.1)
+    proxy = itlib.LostReplyProxy(h.redis.port)
     kills = []
-
-    def kill_mid_stream(e, more_than):
-        itlib.wait_for("engine pid %d to publish more than %d responses" % (e.pid, more_than),
-                       lambda: e.alive() and s.visible() > more_than, 60)
-        if trickle.ident is None:
-            trickle.start()
-        # Kill while the engine is counting what is still arriving.
-        mark = trickle.produced
-        itlib.wait_for("more messages to be produced", lambda: trickle.error or trickle.produced
-                       >= min(mark + 900, len(part_b)), 60)
-        e.kill()
+    try:
+        e1 = s.engine(workers=2, flush_ms=300, extra=["--now", T])
+        itlib.wait_for("the first run to publish", lambda: e1.alive() and s.visible() > 0, 60)
+        trickle.start()
+        mark = trickle.produced  # kill while the engine counts what still arrives
+        itlib.wait_for("more messages to be produced",
+                       lambda: trickle.error or trickle.produced >= mark + 900, 60)
+        e1.kill()
         kills.append(s.visible())
 
-    e1 = s.engine(workers=2, flush_ms=300, extra=["--now", T])
-    kill_mid_stream(e1, 0)
-    e2 = s.engine(workers=2, flush_ms=300, extra=["--now", T])
-    kill_mid_stream(e2, kills[0])
+        # The proxy kills the second run at its first flush that carries counts.
+        proxy.arm(on_fire=lambda: os.kill(e2.pid, signal.SIGKILL))
+        e2 = s.engine(workers=2, flush_ms=300, extra=["--now", T], redis_address=proxy.address)
+
+        def killed_between_units():
+            if proxy.fired.is_set():
+                return True
+            if e2.proc.poll() is not None and not proxy.fired.wait(5):
+                e2.alive()  # died on its own: a Failure with its log
+            return proxy.fired.is_set()
+        itlib.wait_for("a flush unit applied and the engine killed before the next",
+                       killed_between_units, 60)
+        e2.proc.wait(10)
+        kills.append(s.visible())
+    finally:
+        proxy.close()
+    if kills[1] <= kills[0]:
+        raise Failure("the second run published nothing new before its kill (%d then %d "
+                      "responses)" % tuple(kills))
+    uneven = uneven_fences(h, s)
     trickle.finish()
     s.produced += trickle.produced
     s.produce(part_c)
@@ -219,41 +245,63 @@ def scenario_crash(h):
     e3.terminate()
     n = itlib.compare(h.r, s.prefix, ref)
     s.close()
-    return ("crash: %s; SIGKILL at %d and %d of %d responses published, 3 runs; %d "
+    return ("crash: %s; SIGKILL at %d and (between the units of a flush, partitions %s left "
+            "with unequal fences) %d of %d responses published, 3 runs; %d "
             "(view,segment,window) hashes and 4 segment sets equal the reference"
-            % (ref.summary(), kills[0], kills[1], ref.total(), n))
+            % (ref.summary(), kills[0], ",".join(uneven), kills[1], ref.total(), n))
 
 
 def scenario_rebalance(h):
+    """Two engines in one group; the one with two workers talks to Redis
+    through the proxy, which has it SIGKILLed between the units of a flush
+    once both have published. The survivor must take over its partitions,
+    whose units' fences then differ, and the result must be exact."""
     s = Scenario(h, "rebalance")
     T = itlib.now_ms()
     messages = itlib.gen_events(h.npstream, h.work, 24000, 33, T, 0.02)
-    # Small chunks while both engines join; the rest after the kill.
-    warm = [messages[i:i + 250] for i in range(0, 8000, 250)]
-    chunks = [messages[i:i + 2000] for i in range(8000, len(messages), 2000)]
-    e1 = s.engine(workers=1, extra=["--now", T])
-    e2 = s.engine(workers=2, extra=["--now", T])
-    procs = {e.pid: e for e in (e1, e2)}
-    started = time.monotonic()
+    # Small chunks until the kill, the rest after it.
+    warm = [messages[i:i + 250] for i in range(0, 10000, 250)]
+    chunks = [messages[i:i + 2000] for i in range(10000, len(messages), 2000)]
+    proxy = itlib.LostReplyProxy(h.redis.port)
+    try:
+        e1 = s.engine(workers=1, extra=["--now", T])
+        e2 = s.engine(workers=2, extra=["--now", T], redis_address=proxy.address)
+        started = time.monotonic()
 
-    def both_published():
-        e1.alive(), e2.alive()
-        pids = {int(p.rsplit("-", 1)[1]) for p in itlib.publishers(h.r, s.prefix)}
-        if pids >= set(procs):
-            return True
-        if warm:
-            s.produce(warm.pop(0))  # keep events coming until both publish
-        return itlib.Pending("publishers so far: pids %s" % sorted(pids))
-    itlib.wait_for("both engines to publish (nps:updates flush ids with each pid)",
-                   both_published, 90, interval_s=0.5)
-    both_s = time.monotonic() - started
+        def both_published():
+            e1.alive(), e2.alive()
+            pids = {int(p.rsplit("-", 1)[1]) for p in itlib.publishers(h.r, s.prefix)}
+            if pids >= {e1.pid, e2.pid}:
+                return True
+            if warm:
+                s.produce(warm.pop(0))  # keep events coming until both publish
+            return itlib.Pending("publishers so far: pids %s" % sorted(pids))
+        itlib.wait_for("both engines to publish (nps:updates flush ids with each pid)",
+                       both_published, 90, interval_s=0.5)
+        both_s = time.monotonic() - started
+        proxy.arm(on_fire=lambda: os.kill(e2.pid, signal.SIGKILL))
+
+        def killed_between_units():
+            if proxy.fired.is_set():
+                return True
+            if e2.proc.poll() is not None and not proxy.fired.wait(5):
+                e2.alive()
+            e1.alive()
+            if warm:
+                s.produce(warm.pop(0))
+            return False
+        itlib.wait_for("pid %d to be killed between the units of a flush" % e2.pid,
+                       killed_between_units, 60, interval_s=0.3)
+        killed_at = time.monotonic()
+        e2.proc.wait(10)
+    finally:
+        proxy.close()
+    uneven = uneven_fences(h, s)
     for chunk in warm:
         s.produce(chunk)
-    e2.kill()
-    killed_at = time.monotonic()
     s.produce(chunks.pop(0))  # every partition gets messages after the kill
     _, ends = s.read_back(T)
-    limit = SESSION_TIMEOUT_MS / 1000 + 20
+    limit = SESSION_TIMEOUT_MS / 1000 + 14
     s.wait_fences(ends, limit, [e1])
     takeover_s = time.monotonic() - killed_at
     for chunk in chunks:
@@ -263,24 +311,31 @@ def scenario_rebalance(h):
     e1.terminate()
     n = itlib.compare(h.r, s.prefix, ref)
     s.close()
-    return ("rebalance: %s; 2 engines in one group both published after %.1f s, SIGKILL of "
-            "pid %d, the survivor fenced every partition %.1f s later (limit %.0f s); %d "
+    return ("rebalance: %s; 2 engines in one group both published after %.1f s; pid %d "
+            "SIGKILLed between the units of a flush (partitions %s left with unequal fences); "
+            "the survivor fenced every partition %.1f s later (limit %.0f s); %d "
             "(view,segment,window) hashes and 4 segment sets equal the reference"
-            % (ref.summary(), both_s, e2.pid, takeover_s, limit, n))
+            % (ref.summary(), both_s, e2.pid, ",".join(uneven), takeover_s, limit, n))
+
+
+def uneven_fences(h, s):
+    """Partitions whose units' fences differ (a flush cut between units);
+    Failure when there is none, since the kill then tested less."""
+    fence = itlib.fences(h.r, s.prefix, s.group, s.topic)
+    parts = sorted({k.split(":")[1] for k in fence}, key=int)
+    uneven = [p for p in parts if len({fence.get("%s:%s" % (u, p)) for u in UNITS}) > 1]
+    if not uneven:
+        raise Failure("after the kill between units every partition's fences are equal "
+                      "across units: %s" % sorted(fence.items()))
+    return uneven
 
 
 OUTAGE = r"(?im)^.*redis.*(unavailable|retry|retrying|down|lost|refused|closed).*$"
 RECOVERY = r"(?im)^.*redis.*\b(back|recovered|reconnected)\b.*$"
 
 
-def log_matches(e, pattern):
-    import re
-    return re.findall(pattern, e.log())
-
-
 def scenario_redis_restart(h):
-    import re
-    s = Scenario(h, "redis")
+    s = Scenario(h, "redis_restart")
     T = itlib.now_ms()
     messages = itlib.gen_events(h.npstream, h.work, 20000, 44, T, 0.02)
     chunks = [messages[i:i + 5000] for i in range(0, len(messages), 5000)]
@@ -293,6 +348,9 @@ def scenario_redis_restart(h):
         s.produce(chunks[1])
         outage = itlib.wait_for("the engine to log the Redis outage",
                                 lambda: e.alive() and re.search(OUTAGE, e.log()), 30)
+        # Not a check: Redis stays down a while, through several retries.
+        time.sleep(2)
+        e.alive()
         h.redis.start()
         itlib.wait_for("the engine to log Redis's recovery",
                        lambda: e.alive() and re.search(RECOVERY, e.log()), 30)
@@ -315,11 +373,15 @@ def scenario_redis_restart(h):
         proxy.close()
     n = itlib.compare(h.r, s.prefix, ref)
     s.close()
-    return ("redis: %s; redis-server SIGKILLed and restarted mid-stream (log: \"%s\"), then the "
-            "reply of an applied flush (%s) lost; %d (view,segment,window) hashes and 4 segment "
-            "sets equal the reference"
-            % (ref.summary(), outage.group(0).strip()[:90],
-               " ".join(str(x) for x in proxy.swallowed), n))
+    swallowed = " ".join(x.decode() if isinstance(x, bytes) else str(x) for x in proxy.swallowed)
+    resyncs = re.findall(r"(\d+) resyncs", e.log())
+    return ("redis_restart: %s; redis-server SIGKILLed and restarted mid-stream "
+            "(log: \"%s\"), then the reply of an applied flush unit (%s) lost and the "
+            "connection closed (%d recovery lines, %s resyncs); %d (view,segment,window) hashes "
+            "and 4 segment sets equal the reference"
+            % (ref.summary(), re.sub(r"^\[[ \d.]+\] ", "", outage.group(0).strip())[:100],
+               swallowed, recoveries,
+               resyncs[-1] if resyncs else "?", n))
 
 
 def scenario_windows(h):
@@ -347,7 +409,7 @@ def scenario_windows(h):
         left = [k for k in had_5m if got.get(k, {}).get("responses") != "0" or "nps" in got[k]]
         return True if not left else itlib.Pending("%d of %d 5m hashes not yet empty, e.g. %s"
                                                    % (len(left), len(had_5m), left[0]))
-    itlib.wait_for("every 5m hash to empty with no new events", five_minutes_empty, 60)
+    itlib.wait_for("every 5m hash to empty with no new events", five_minutes_empty, 30)
     e2.proc.send_signal(signal.SIGSTOP)  # hold the clock for a consistent read
     try:
         empty = itlib.Reference(VIEWS, T)
@@ -356,7 +418,8 @@ def scenario_windows(h):
         try:
             n_rest = itlib.compare(h.r, s.prefix, ref, windows=["1h", "24h", "7d", "30d", "total"])
         except Failure as f:
-            raise Failure("%s\n(engine clock now at T+%.1f min)" % (f, (engine_now(h, s) - T) / MINUTE))
+            raise Failure("%s\n(engine clock at T+%.1f min)"
+                          % (f, (engine_now(h, s) - T) / MINUTE))
         now_shown = engine_now(h, s)
     finally:
         e2.proc.send_signal(signal.SIGCONT)
@@ -425,10 +488,10 @@ def main():
                     h.redis.start()
     finally:
         h.children.kill_all()
-        if not failed or os.environ.get("NPS_IT_KEEP") is None:
-            h.workdir.remove()
-        else:
+        if os.environ.get("NPS_IT_KEEP"):
             print("kept %s" % h.work)
+        else:
+            h.workdir.remove()
     print("it_pipeline: %s in %.0f s" % ("FAILED: " + ", ".join(failed) if failed else "passed",
                                          time.monotonic() - started))
     sys.exit(1 if failed else 0)

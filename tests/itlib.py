@@ -7,6 +7,7 @@ The reference reuses check_report.py (the event contract and the pane rule
 of DESIGN.md, written in Python); the engine is never asked to compute it.
 """
 import atexit
+import ctypes
 import json
 import math
 import os
@@ -28,7 +29,24 @@ try:
     import redis  # Debian's python3-redis
 except ImportError:  # a python3 that is not Debian's (pyenv, venv) on PATH
     sys.path.append("/usr/lib/python3/dist-packages")
-    import redis  # noqa: E402
+    try:
+        import redis  # noqa: E402
+    except ImportError:
+        sys.exit("the integration tests need python3-redis (apt-get install python3-redis)")
+
+try:
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _prctl = None
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    """In the child before exec: SIGKILL when the test process dies, even
+    by SIGKILL (ctest's timeout), so no broker, engine or Redis lingers."""
+    if _prctl:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
 
 WINDOWS = check_report.WINDOWS + [("total", 0)]
 WINDOW_NAMES = [name for name, _ in WINDOWS]
@@ -96,6 +114,7 @@ class Children:
     def spawn(self, argv, **kw):
         kw.setdefault("stdin", subprocess.DEVNULL)
         kw.setdefault("start_new_session", True)  # no stray ^C, its own group
+        kw.setdefault("preexec_fn", _die_with_parent)
         proc = subprocess.Popen(argv, **kw)
         self.procs.append(proc)
         return proc
@@ -199,8 +218,12 @@ class Broker:
                 self.proc.kill()
 
 
+STARTED = time.monotonic()
+
+
 class Engine:
-    """One `npstream run --brokers` process, its stderr in a log file."""
+    """One `npstream run --brokers` process; its stderr goes to a log file,
+    each line stamped with the seconds since the test started."""
 
     serial = 0
 
@@ -208,11 +231,23 @@ class Engine:
         Engine.serial += 1
         self.log_path = os.path.join(workdir, "%s-%d.log" % (name, Engine.serial))
         self.args = [npstream, "run"] + [str(a) for a in args]
+        log = open(self.log_path, "wb", buffering=0)
+        log.write(b"[%7.2f] %s\n" % (time.monotonic() - STARTED, " ".join(self.args).encode()))
         self.proc = children.spawn(self.args, stdout=open(self.log_path + ".out", "wb"),
-                                   stderr=open(self.log_path, "wb"))
+                                   stderr=subprocess.PIPE)
         self.pid = self.proc.pid
+        self.stamper = threading.Thread(target=self._stamp, args=(log,), daemon=True)
+        self.stamper.start()
+
+    def _stamp(self, log):
+        with log:
+            for line in self.proc.stderr:
+                log.write(b"[%7.2f] %s" % (time.monotonic() - STARTED, line))
 
     def log(self):
+        """The log so far; complete once the process has exited."""
+        if self.proc.poll() is not None:
+            self.stamper.join(5)
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 
@@ -607,10 +642,11 @@ def resp_parse(buf, pos=0):
 
 class LostReplyProxy:
     """A TCP proxy in front of Redis. Once armed, it forwards one EVALSHA
-    whose reply is a successful flush that wrote segments ("ok", n > 0),
-    waits for that reply from Redis, and closes the client's connection
-    instead of forwarding it: Redis applied the flush, the engine never
-    learns it. Other replies pass through and the proxy stays armed."""
+    whose reply is a successful flush unit that wrote segments ("ok",
+    n > 0), waits for that reply from Redis, and closes the client's
+    connection instead of forwarding it: Redis applied the unit, the engine
+    never learns it. Other replies pass through and the proxy stays armed.
+    The engine connects to `address` instead of Redis's."""
 
     def __init__(self, upstream_port):
         self.upstream_port = upstream_port
@@ -622,6 +658,7 @@ class LostReplyProxy:
         self.lock = threading.Lock()
         self.armed = False
         self.claimed = False
+        self.on_fire = None
         self.fired = threading.Event()
         self.swallowed = None
         self.closed = False
@@ -631,9 +668,12 @@ class LostReplyProxy:
     def address(self):
         return "127.0.0.1:%d" % self.port
 
-    def arm(self):
+    def arm(self, on_fire=None):
+        """on_fire(): called when the reply is held, before the connection
+        closes (to SIGKILL the engine between the units of a flush)."""
         with self.lock:
             self.armed, self.claimed = True, False
+            self.on_fire = on_fire
             self.fired.clear()
 
     def close(self):
@@ -710,6 +750,8 @@ class LostReplyProxy:
                     with self.lock:
                         self.armed = False
                         self.swallowed = reply
+                    if self.on_fire:
+                        self.on_fire()
                     self.fired.set()
                     break  # close without forwarding the reply
                 with self.lock:
