@@ -76,6 +76,10 @@ static const setting settings[] = {
      "worker threads, each a consumer owning whole partitions; 0 means one per core"},
     {"flush-ms", T_INT, FIELD(flush_ms), "1000", NPS_CMD_RUN | NPS_CMD_DEMO, 10, 3600000, "MS",
      "publish to Redis every MS milliseconds"},
+    {"buckets", T_INT, FIELD(buckets), "64", NPS_CMD_RUN | NPS_CMD_DEMO, 1, 4096, "N",
+     "flush units per view: segments are split by hash into N buckets, each written by its "
+     "own atomic script with its own fences, so no script holds Redis long. Fixed for a "
+     "prefix once published"},
     {"session-timeout-ms", T_INT, FIELD(session_timeout_ms), "6000", NPS_CMD_RUN, 1000, 3600000,
      "MS", "Kafka group session timeout: a dead instance's partitions move after about this"},
     {"partitions", T_INT, FIELD(partitions), "16", NPS_CMD_BROKER | NPS_CMD_DEMO, 1, 10000, "N",

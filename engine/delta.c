@@ -201,15 +201,25 @@ static uint32_t add_segment(nps_delta_view *dv, uint64_t hash, bool overflow)
     return index;
 }
 
+uint64_t nps_delta_segment_hash(const nps_views *views, int view, const uint64_t *dim_hashes)
+{
+    /* No view index in the seed: the hash (and so a segment's flush unit,
+     * hash % buckets) depends only on the dimension values, the same in
+     * every process. */
+    const nps_view *v = &views->views[view];
+    uint64_t hash = 0x9e3779b97f4a7c15ULL;
+    for (int i = 0; i < v->ndims; i++)
+        hash = mix64(hash ^ dim_hashes[v->dim[i]]);
+    return hash;
+}
+
 uint32_t nps_delta_segment_for(nps_delta *delta, const nps_views *views, int view,
                                const nps_str *dims, const uint64_t *dim_hashes,
                                uint32_t max_segments)
 {
     nps_delta_view *dv = &delta->views[view];
     const nps_view *v = &views->views[view];
-    uint64_t hash = 0x9e3779b97f4a7c15ULL * (uint64_t)(view + 1);
-    for (int i = 0; i < v->ndims; i++)
-        hash = mix64(hash ^ dim_hashes[v->dim[i]]);
+    uint64_t hash = nps_delta_segment_hash(views, view, dim_hashes);
     uint32_t at = (uint32_t)hash & dv->segment_slots_mask;
     for (uint32_t slot; (slot = dv->segment_slots[at]) != 0;
          at = (at + 1) & dv->segment_slots_mask) {

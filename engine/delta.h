@@ -92,6 +92,11 @@ bool nps_delta_is_empty(const nps_delta *delta);
  * partition per hand-off). False when memory runs out. */
 bool nps_delta_set_partition(nps_delta *delta, int32_t partition, int64_t next_offset);
 
+/* The 64-bit hash of a segment from its dimension values' XXH3 hashes:
+ * stable across processes and view order (the pipeline's flush unit of a
+ * segment is this hash modulo the buckets per view). */
+uint64_t nps_delta_segment_hash(const nps_views *views, int view, const uint64_t *dim_hashes);
+
 /* @locality owner. The segment of `view` for the dimension values, found
  * or added; past max_segments distinct segments, the overflow segment.
  * Returns NPS_SEGMENT_NONE only when memory runs out. */

@@ -62,7 +62,7 @@ typedef struct part_track {
     int64_t next;      /* offset after the last message counted; -1: none */
     int64_t published; /* `next` as last handed to the flusher */
     int64_t max_fence; /* messages below it are skipped by some unit */
-    int64_t fence[NPS_MAX_VIEWS];
+    int64_t *fence;    /* per unit (pipeline.nunits) */
 } part_track;
 
 typedef struct worker {
@@ -84,7 +84,7 @@ typedef struct worker {
 typedef struct fence_entry {
     bool registered;
     int owner;                    /* worker index; -1 once revoked with counts still pending */
-    int64_t begin[NPS_MAX_VIEWS]; /* the stored fence each unit expects */
+    int64_t *begin; /* per unit: the stored fence it expects */
     int64_t end;                  /* offset after the last merged message; -1 none */
     int64_t flush_end;            /* `end` when the outstanding flush was cut */
 } fence_entry;
@@ -94,7 +94,7 @@ typedef struct registration {
     int owner;
     uint64_t epoch;
     bool revoke;
-    int64_t fence[NPS_MAX_VIEWS];
+    int64_t *fence; /* per unit; owned by the flusher once pushed */
 } registration;
 
 /* One unit of the outstanding flush: its EVALSHA arguments. */
@@ -109,6 +109,9 @@ typedef struct unit_payload {
 struct pipeline {
     const nps_config *config;
     int nviews;
+    uint32_t buckets; /* units per view */
+    int nunits;       /* nviews * buckets: unit v * buckets + b */
+    char (*unit_names)[NPS_NAME_MAX + 16];
     int nworkers;
     worker *workers;
     atomic_bool stop;
@@ -128,7 +131,7 @@ struct pipeline {
     fence_entry *table;
     int32_t table_cap;
     nps_redis *redis;
-    unit_payload units[NPS_MAX_VIEWS];
+    unit_payload *units; /* nunits */
     bool outstanding;
     uint64_t outstanding_ticket;
     uint64_t flush_seq;
@@ -168,19 +171,14 @@ static void log_line(const char *fmt, ...)
 
 /* ---------------------------------------------------------------- fences */
 
-static void fence_field(char *out, size_t size, const nps_config *config, int view, int32_t p)
-{
-    snprintf(out, size, "%s:%d", config->views.views[view].name, (int)p);
-}
-
 /* Read the fences of `parts` for every unit; false when Redis fails.
- * fences[i * nviews + v]: -1 where the unit has none yet. */
+ * fences[i * nunits + u]: -1 where the unit has none yet. */
 static bool read_fences(worker *w, const rd_kafka_topic_partition_list_t *parts, int64_t *fences,
                         nps_error *err)
 {
     const nps_config *config = w->pl->config;
-    int nviews = w->pl->nviews;
-    size_t n = (size_t)parts->cnt * (size_t)nviews;
+    int nunits = w->pl->nunits;
+    size_t n = (size_t)parts->cnt * (size_t)nunits;
     if (n == 0)
         return true;
     const char **argv = calloc(n + 2, sizeof(char *));
@@ -196,9 +194,10 @@ static bool read_fences(worker *w, const rd_kafka_topic_partition_list_t *parts,
     argv[0] = "HMGET";
     argv[1] = key;
     for (int i = 0; i < parts->cnt; i++)
-        for (int v = 0; v < nviews; v++) {
-            size_t k = (size_t)i * (size_t)nviews + (size_t)v;
-            fence_field(names + k * 96, 96, config, v, parts->elems[i].partition);
+        for (int u = 0; u < nunits; u++) {
+            size_t k = (size_t)i * (size_t)nunits + (size_t)u;
+            snprintf(names + k * 96, 96, "%s:%d", w->pl->unit_names[u],
+                     (int)parts->elems[i].partition);
             argv[k + 2] = names + k * 96;
             lens[k + 2] = strlen(names + k * 96);
         }
@@ -267,8 +266,8 @@ static void push_registration(pipeline *pl, const registration *reg)
 static bool take_partitions(worker *w, rd_kafka_topic_partition_list_t *parts)
 {
     pipeline *pl = w->pl;
-    int nviews = pl->nviews;
-    int64_t *fences = calloc((size_t)parts->cnt * (size_t)nviews + 1, sizeof(int64_t));
+    int nunits = pl->nunits;
+    int64_t *fences = calloc((size_t)parts->cnt * (size_t)nunits + 1, sizeof(int64_t));
     if (!fences) {
         log_line("out of memory taking partitions; exiting");
         exit(1);
@@ -295,11 +294,20 @@ static bool take_partitions(worker *w, rd_kafka_topic_partition_list_t *parts)
             log_line("out of memory tracking partitions; exiting");
             exit(1);
         }
-        registration reg = {.partition = parts->elems[i].partition, .owner = w->id, .epoch = epoch};
+        registration reg = {.partition = parts->elems[i].partition,
+                            .owner = w->id,
+                            .epoch = epoch,
+                            .fence = malloc((size_t)nunits * sizeof(int64_t))};
+        if (!t->fence)
+            t->fence = malloc((size_t)nunits * sizeof(int64_t));
+        if (!reg.fence || !t->fence) {
+            log_line("out of memory taking partitions; exiting");
+            exit(1);
+        }
         int64_t lowest = INT64_MAX, highest = -1;
-        for (int v = 0; v < nviews; v++) {
-            int64_t f = fences[(size_t)i * (size_t)nviews + (size_t)v];
-            t->fence[v] = reg.fence[v] = f;
+        for (int u = 0; u < nunits; u++) {
+            int64_t f = fences[(size_t)i * (size_t)nunits + (size_t)u];
+            t->fence[u] = reg.fence[u] = f;
             lowest = f < lowest ? f : lowest;
             highest = f > highest ? f : highest;
         }
@@ -423,16 +431,14 @@ static void count_message(worker *w, const rd_kafka_message_t *m)
     part_track *t = track(w, m->partition);
     if (!t || !t->assigned || m->offset < t->next)
         return; /* not ours (any more), or already counted */
-    uint32_t skip = 0;
-    if (m->offset < t->max_fence)
-        for (int v = 0; v < w->pl->nviews; v++)
-            if (m->offset < t->fence[v])
-                skip |= 1u << v;
     rd_kafka_timestamp_type_t tstype;
     int64_t kafka_ts = rd_kafka_message_timestamp(m, &tstype);
     nps_invalid_reason reason;
-    nps_status status = nps_shard_add_masked(w->shard, m->payload ? m->payload : "", m->len,
-                                             kafka_ts, skip, &reason, NULL, 0);
+    /* Below the highest fence some unit has applied this message already. */
+    const int64_t *fences = m->offset < t->max_fence ? t->fence : NULL;
+    nps_status status =
+        nps_shard_add_fenced(w->shard, m->payload ? m->payload : "", m->len, kafka_ts, fences,
+                             w->pl->buckets, m->offset, &reason, NULL, 0);
     if (status != NPS_OK) {
         log_line("worker %d: out of memory counting; exiting so nothing is lost", w->id);
         exit(1);
@@ -499,10 +505,16 @@ static fence_entry *entry(pipeline *pl, int32_t p)
 
 static bool entry_pending(const pipeline *pl, const fence_entry *e)
 {
-    for (int v = 0; v < pl->nviews; v++)
-        if (e->end >= 0 && e->end != e->begin[v])
+    for (int u = 0; e->begin && u < pl->nunits; u++)
+        if (e->end >= 0 && e->end != e->begin[u])
             return true;
     return false;
+}
+
+static void entry_reset(fence_entry *e)
+{
+    free(e->begin);
+    memset(e, 0, sizeof(*e));
 }
 
 /* Drop every pending count and make the workers start again from the
@@ -511,8 +523,8 @@ static void resync(pipeline *pl, const char *why)
 {
     log_line("resync: %s; dropping unflushed counts and re-reading from the fences", why);
     nps_state_clear_counts(pl->pending);
-    if (pl->table)
-        memset(pl->table, 0, (size_t)pl->table_cap * sizeof(*pl->table));
+    for (int32_t p = 0; p < pl->table_cap; p++)
+        entry_reset(&pl->table[p]);
     pl->outstanding = false;
     atomic_fetch_add(&pl->epoch, 1);
     atomic_fetch_add(&pl->resyncs, 1);
@@ -536,7 +548,7 @@ static void apply_registrations(pipeline *pl)
             if (e->registered && e->owner == r->owner)
                 e->owner = -1;
             if (!entry_pending(pl, e) && !(pl->outstanding && e->flush_end >= 0))
-                memset(e, 0, sizeof(*e));
+                entry_reset(e);
             continue;
         }
         if (e->registered && (entry_pending(pl, e) || (pl->outstanding && e->flush_end >= 0))) {
@@ -549,9 +561,13 @@ static void apply_registrations(pipeline *pl)
         }
         e->registered = true;
         e->owner = r->owner;
-        memcpy(e->begin, r->fence, sizeof(e->begin));
+        free(e->begin);
+        e->begin = r->fence; /* taken over */
+        regs[i].fence = NULL;
         e->end = e->flush_end = -1;
     }
+    for (size_t i = 0; i < n; i++)
+        free(regs[i].fence);
     free(regs);
 }
 
@@ -643,35 +659,33 @@ static bool put_entry(unit_payload *u, int window, int64_t pane, const nps_count
     return payload_extend(u, rec, sizeof(rec));
 }
 
-static bool encode_segments(pipeline *pl, int view, unit_payload *u)
+/* Append one segment's entries (every pane of every finite window, then
+ * `total`) to its unit's payload. */
+static bool encode_segment(pipeline *pl, int view, size_t s, unit_payload *u)
 {
-    const nps_windows *windows = &pl->config->windows;
-    int total_w = windows->n - 1;
-    size_t nseg = nps_state_segment_count(pl->pending, view);
-    for (size_t s = 0; s < nseg; s++) {
-        uint32_t npanes;
-        nps_counts total;
-        nps_state_panes(pl->pending, view, s, total_w, &npanes, &total);
-        if (nps_counts_is_zero(&total))
-            continue;
-        if (!payload_str(u, nps_state_segment_name(pl->pending, view, s)) || !payload_arg(u, "", 0))
-            return false;
-        for (int w = 0; w < total_w; w++) {
-            nps_counts wt;
-            const nps_state_pane *panes = nps_state_panes(pl->pending, view, s, w, &npanes, &wt);
-            for (uint32_t k = 0; k < npanes; k++)
-                if (!put_entry(u, w, panes[k].index, &panes[k].counts))
-                    return false;
-        }
-        if (!put_entry(u, total_w, 0, &total))
-            return false;
+    int total_w = pl->config->windows.n - 1;
+    uint32_t npanes;
+    nps_counts total;
+    nps_state_panes(pl->pending, view, s, total_w, &npanes, &total);
+    if (nps_counts_is_zero(&total))
+        return true; /* nothing new for this segment */
+    if (!payload_str(u, nps_state_segment_name(pl->pending, view, s)) || !payload_arg(u, "", 0))
+        return false;
+    for (int w = 0; w < total_w; w++) {
+        nps_counts wt;
+        const nps_state_pane *panes = nps_state_panes(pl->pending, view, s, w, &npanes, &wt);
+        for (uint32_t k = 0; k < npanes; k++)
+            if (!put_entry(u, w, panes[k].index, &panes[k].counts))
+                return false;
     }
-    return true;
+    return put_entry(u, total_w, 0, &total);
 }
 
-static bool encode_unit(pipeline *pl, int view, int64_t now, unit_payload *u)
+/* The fixed arguments of a unit (flush.lua's ARGV[1..10]). */
+static bool encode_header(pipeline *pl, int unit, int64_t now, unit_payload *u)
 {
     const nps_config *config = pl->config;
+    int view = unit / (int)pl->buckets;
     const nps_view *vw = &config->views.views[view];
     char dims[512] = "", num[64], flush_id[128];
     for (int d = 0; d < vw->ndims; d++) {
@@ -685,19 +699,19 @@ static bool encode_unit(pipeline *pl, int view, int64_t now, unit_payload *u)
     u->len = 0;
     u->done = false;
     bool ok = payload_str(u, config->prefix) && payload_str(u, config->group) &&
-              payload_str(u, config->topic) && payload_str(u, vw->name) &&
+              payload_str(u, config->topic) && payload_str(u, pl->unit_names[unit]) &&
               payload_str(u, vw->name) && payload_str(u, dims) && payload_str(u, num) &&
               payload_str(u, flush_id) && payload_str(u, pl->windows_arg) && payload_arg(u, "", 0);
     for (int32_t p = 0; ok && p < pl->table_cap; p++) {
         const fence_entry *e = &pl->table[p];
-        if (!e->registered || e->flush_end < 0 || e->flush_end == e->begin[view])
+        if (!e->registered || e->flush_end < 0 || e->flush_end == e->begin[unit])
             continue;
         char part[96];
         int n = snprintf(part, sizeof(part), "%s%d:%" PRId64 ":%" PRId64,
-                         u->lens[u->argc - 1] ? ";" : "", (int)p, e->begin[view], e->flush_end);
+                         u->lens[u->argc - 1] ? ";" : "", (int)p, e->begin[unit], e->flush_end);
         ok = payload_extend(u, part, (size_t)n);
     }
-    return ok && encode_segments(pl, view, u);
+    return ok;
 }
 
 /* Cut the pending counts into one payload per unit and start sending. */
@@ -710,11 +724,20 @@ static void start_flush(pipeline *pl)
     for (int32_t p = 0; p < pl->table_cap; p++)
         pl->table[p].flush_end = pl->table[p].registered ? pl->table[p].end : -1;
     int64_t now = nps_clock_now_ms(pl->config);
-    for (int v = 0; v < pl->nviews; v++) {
-        if (!encode_unit(pl, v, now, &pl->units[v])) {
-            log_line("out of memory encoding a flush; exiting so nothing is lost");
-            exit(1);
+    bool ok = true;
+    for (int u = 0; ok && u < pl->nunits; u++)
+        ok = encode_header(pl, u, now, &pl->units[u]);
+    /* One pass over each view's segments, each to its bucket's unit. */
+    for (int v = 0; ok && v < pl->nviews; v++) {
+        size_t nseg = nps_state_segment_count(pl->pending, v);
+        for (size_t s = 0; ok && s < nseg; s++) {
+            uint32_t b = nps_state_segment_bucket(pl->pending, v, s);
+            ok = encode_segment(pl, v, s, &pl->units[(size_t)v * pl->buckets + b]);
         }
+    }
+    if (!ok) {
+        log_line("out of memory encoding a flush; exiting so nothing is lost");
+        exit(1);
     }
     nps_state_clear_counts(pl->pending);
     pl->outstanding = true;
@@ -744,8 +767,8 @@ static void commit_offsets(pipeline *pl)
             if (!e->registered || e->owner != wi)
                 continue;
             int64_t lowest = INT64_MAX;
-            for (int v = 0; v < pl->nviews; v++)
-                lowest = e->begin[v] < lowest ? e->begin[v] : lowest;
+            for (int u = 0; u < pl->nunits; u++)
+                lowest = e->begin[u] < lowest ? e->begin[u] : lowest;
             if (lowest >= 0 && lowest != INT64_MAX)
                 rd_kafka_topic_partition_list_add(list, pl->config->topic, p)->offset = lowest;
         }
@@ -761,11 +784,11 @@ static void finish_flush(pipeline *pl, int64_t started_us)
         fence_entry *e = &pl->table[p];
         if (!e->registered || e->flush_end < 0)
             continue;
-        for (int v = 0; v < pl->nviews; v++)
-            e->begin[v] = e->flush_end;
+        for (int u = 0; u < pl->nunits; u++)
+            e->begin[u] = e->flush_end;
         e->flush_end = -1;
         if (e->owner < 0 && !entry_pending(pl, e))
-            memset(e, 0, sizeof(*e));
+            entry_reset(e);
     }
     pl->outstanding = false;
     commit_offsets(pl);
@@ -780,63 +803,96 @@ static void finish_flush(pipeline *pl, int64_t started_us)
     pthread_mutex_unlock(&pl->lock);
 }
 
-/* Send the units not yet applied. Returns when all are done, on a fence
- * mismatch (resync) or on a Redis failure (retry later). */
+/* Judge one unit's reply. False on a fence mismatch or script error,
+ * after which the flusher has resynced. */
+static bool unit_reply(pipeline *pl, int unit, redisReply *reply)
+{
+    const char *status = reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
+                                 reply->element[0]->type == REDIS_REPLY_STRING
+                             ? reply->element[0]->str
+                             : NULL;
+    if (status && strcmp(status, "ok") == 0) {
+        if (reply->elements >= 3) {
+            atomic_fetch_add(&pl->segments_written, (uint64_t)reply->element[1]->integer);
+            atomic_fetch_add(&pl->expired_panes, (uint64_t)reply->element[2]->integer);
+        }
+        pl->units[unit].done = true;
+        return true;
+    }
+    if (status && strcmp(status, "applied") == 0) {
+        pl->units[unit].done = true; /* its reply was lost; Redis has it */
+        return true;
+    }
+    char why[512];
+    if (status && strcmp(status, "mismatch") == 0 && reply->elements >= 2)
+        snprintf(why, sizeof(why), "unit %s: fence moved by someone else (stored %s)",
+                 pl->unit_names[unit], reply->element[1]->str);
+    else
+        snprintf(why, sizeof(why), "unit %s: flush script failed: %s", pl->unit_names[unit],
+                 reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+    atomic_fetch_add(&pl->mismatches, 1);
+    resync(pl, why);
+    return false;
+}
+
+/* Send the units not yet applied, pipelined. Returns when all are done,
+ * on a fence mismatch (resync) or on a Redis failure (retry later). */
 static void send_units(pipeline *pl)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     int64_t started_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-    for (int v = 0; v < pl->nviews; v++) {
-        unit_payload *u = &pl->units[v];
-        if (u->done)
-            continue;
-        const char **argv = malloc((size_t)u->argc * sizeof(char *));
-        if (!argv) {
-            log_line("out of memory sending a flush; exiting so nothing is lost");
-            exit(1);
+    size_t n = 0, total_args = 0;
+    for (int u = 0; u < pl->nunits; u++)
+        if (!pl->units[u].done) {
+            n++;
+            total_args += (size_t)pl->units[u].argc;
         }
-        for (int a = 0; a < u->argc; a++)
-            argv[a] = u->buf + u->offsets[a];
-        nps_error err = {{0}};
-        redisReply *reply = nps_redis_flush_unit(pl->redis, u->argc, argv, u->lens, &err);
-        free(argv);
-        if (!reply) {
-            set_redis_state(pl, false, err.msg);
-            pl->retry_at_ms = mono_ms() + pl->backoff_ms;
-            pl->backoff_ms = pl->backoff_ms < 5000 ? pl->backoff_ms * 2 : 5000;
-            return;
-        }
-        set_redis_state(pl, true, NULL);
-        pl->backoff_ms = 100;
-        const char *status = reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
-                                     reply->element[0]->type == REDIS_REPLY_STRING
-                                 ? reply->element[0]->str
-                                 : NULL;
-        if (status && strcmp(status, "ok") == 0) {
-            if (reply->elements >= 3) {
-                atomic_fetch_add(&pl->segments_written, (uint64_t)reply->element[1]->integer);
-                atomic_fetch_add(&pl->expired_panes, (uint64_t)reply->element[2]->integer);
-            }
-            u->done = true;
-        } else if (status && strcmp(status, "applied") == 0) {
-            u->done = true; /* its reply was lost; Redis has it */
-        } else {
-            char why[512];
-            if (status && strcmp(status, "mismatch") == 0 && reply->elements >= 2)
-                snprintf(why, sizeof(why), "view %s: fence moved by someone else (stored %s)",
-                         pl->config->views.views[v].name, reply->element[1]->str);
-            else
-                snprintf(why, sizeof(why), "view %s: flush script failed: %s",
-                         pl->config->views.views[v].name,
-                         reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
-            freeReplyObject(reply);
-            atomic_fetch_add(&pl->mismatches, 1);
-            resync(pl, why);
-            return;
-        }
-        freeReplyObject(reply);
+    int *which = malloc((n + 1) * sizeof(int));
+    nps_redis_cmd *cmds = malloc((n + 1) * sizeof(*cmds));
+    const char **args = malloc((total_args + 1) * sizeof(char *));
+    redisReply **replies = calloc(n + 1, sizeof(redisReply *));
+    if (!which || !cmds || !args || !replies) {
+        log_line("out of memory sending a flush; exiting so nothing is lost");
+        exit(1);
     }
+    size_t k = 0, a = 0;
+    for (int u = 0; u < pl->nunits; u++) {
+        unit_payload *p = &pl->units[u];
+        if (p->done)
+            continue;
+        which[k] = u;
+        cmds[k] = (nps_redis_cmd){.argc = p->argc, .argv = args + a, .lens = p->lens};
+        for (int i = 0; i < p->argc; i++)
+            args[a++] = p->buf + p->offsets[i];
+        k++;
+    }
+    nps_error err = {{0}};
+    size_t got = nps_redis_flush_units(pl->redis, n, cmds, replies, &err);
+    bool resynced = false;
+    for (size_t i = 0; i < got && !resynced; i++)
+        if (replies[i])
+            resynced = !unit_reply(pl, which[i], replies[i]);
+    for (size_t i = 0; i < got; i++)
+        if (replies[i])
+            freeReplyObject(replies[i]);
+    free(which);
+    free(cmds);
+    free(args);
+    free(replies);
+    if (resynced)
+        return;
+    if (got < n) {
+        set_redis_state(pl, false, err.msg);
+        pl->retry_at_ms = mono_ms() + pl->backoff_ms;
+        pl->backoff_ms = pl->backoff_ms < 5000 ? pl->backoff_ms * 2 : 5000;
+        return;
+    }
+    set_redis_state(pl, true, NULL);
+    pl->backoff_ms = 100;
+    for (int u = 0; u < pl->nunits; u++)
+        if (!pl->units[u].done)
+            return; /* a NOSCRIPT reply: sent again on the next round */
     finish_flush(pl, started_us);
 }
 
@@ -990,6 +1046,20 @@ static int setup(pipeline *pl, const nps_config *config)
     nps_error err = {{0}};
     pl->config = config;
     pl->nviews = config->views.nviews;
+    pl->buckets = (uint32_t)config->buckets;
+    pl->nunits = pl->nviews * (int)pl->buckets;
+    pl->unit_names = calloc((size_t)pl->nunits, sizeof(*pl->unit_names));
+    pl->units = calloc((size_t)pl->nunits, sizeof(*pl->units));
+    if (!pl->unit_names || !pl->units)
+        goto fail;
+    for (int u = 0; u < pl->nunits; u++) {
+        const char *view = config->views.views[u / (int)pl->buckets].name;
+        if (pl->buckets == 1)
+            snprintf(pl->unit_names[u], sizeof(pl->unit_names[u]), "%s", view);
+        else
+            snprintf(pl->unit_names[u], sizeof(pl->unit_names[u]), "%s#%d", view,
+                     u % (int)pl->buckets);
+    }
     pl->nworkers = config->workers ? (int)config->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (pl->nworkers < 1)
         pl->nworkers = 1;
@@ -1001,7 +1071,7 @@ static int setup(pipeline *pl, const nps_config *config)
     atomic_init(&pl->epoch, 1);
     pl->backoff_ms = 100;
     windows_arg(pl);
-    pl->pending = nps_state_new(config, &err);
+    pl->pending = nps_state_new_bucketed(config, pl->buckets, &err);
     pl->redis = pl->pending ? nps_redis_new(config->redis, REDIS_TIMEOUT_MS, &err) : NULL;
     pl->workers = calloc((size_t)pl->nworkers, sizeof(worker));
     if (!pl->redis || !pl->workers)
@@ -1022,6 +1092,58 @@ static int setup(pipeline *pl, const nps_config *config)
 fail:
     log_line("%s", err.msg[0] ? err.msg : "out of memory");
     return 1;
+}
+
+/* Each view's dimensions and bucket count are part of what its keys and
+ * fences mean: check them against `PREFIX:layout` (recording them the
+ * first time), waiting while Redis is unreachable. 0 ok, 2 a mismatch. */
+static int check_layout(pipeline *pl)
+{
+    const nps_config *config = pl->config;
+    char key[128];
+    snprintf(key, sizeof(key), "%s:layout", config->prefix);
+    bool logged = false;
+    for (int v = 0; v < pl->nviews;) {
+        const nps_view *vw = &config->views.views[v];
+        char want[600];
+        size_t len = 0;
+        for (int d = 0; d < vw->ndims; d++)
+            len += (size_t)snprintf(want + len, sizeof(want) - len, "%s%s", d ? "," : "",
+                                    config->views.dim_names[vw->dim[d]]);
+        snprintf(want + len, sizeof(want) - len, "|%u", pl->buckets);
+        const char *argv[] = {"HSETNX", key, vw->name, want};
+        size_t lens[] = {6, strlen(key), strlen(vw->name), strlen(want)};
+        const char *get[] = {"HGET", key, vw->name};
+        size_t get_lens[] = {4, lens[1], lens[2]};
+        nps_error err = {{0}};
+        redisReply *set = nps_redis_argv(pl->redis, 4, argv, lens, &err);
+        redisReply *got = set ? nps_redis_argv(pl->redis, 3, get, get_lens, &err) : NULL;
+        if (!got) {
+            if (set)
+                freeReplyObject(set);
+            if (!logged)
+                log_line("%s; waiting for Redis to check the view layout", err.msg);
+            logged = true;
+            sigset_t pending;
+            sigpending(&pending);
+            if (sigismember(&pending, SIGINT) || sigismember(&pending, SIGTERM))
+                return 1; /* stopped before it started */
+            sleep_ms(1000);
+            continue;
+        }
+        bool same = got->type == REDIS_REPLY_STRING && strcmp(got->str, want) == 0;
+        if (!same)
+            log_line("view %s is published under prefix '%s' as '%s' (dimensions|buckets); this "
+                     "engine has '%s'. Use another --prefix, or the same views and --buckets",
+                     vw->name, config->prefix, got->type == REDIS_REPLY_STRING ? got->str : "?",
+                     want);
+        freeReplyObject(set);
+        freeReplyObject(got);
+        if (!same)
+            return 2;
+        v++;
+    }
+    return 0;
 }
 
 static void status_line(pipeline *pl, int64_t elapsed_ms)
@@ -1053,6 +1175,9 @@ int nps_run_pipeline(const nps_config *config)
     atomic_init(&pl.redis_ok, true);
     if (setup(&pl, config) != 0)
         return 1;
+    int layout = check_layout(&pl);
+    if (layout != 0)
+        return layout;
     log_line("%d worker(s) consuming %s from %s (group %s), publishing to redis %s every %" PRId64
              " ms",
              pl.nworkers, config->topic, config->brokers, config->group, config->redis,
@@ -1091,13 +1216,21 @@ int nps_run_pipeline(const nps_config *config)
         rd_kafka_destroy(pl.workers[i].rk);
         nps_shard_destroy(pl.workers[i].shard);
         nps_redis_free(pl.workers[i].redis);
+        for (int32_t p = 0; p < pl.workers[i].parts_cap; p++)
+            free(pl.workers[i].parts[p].fence);
         free(pl.workers[i].parts);
     }
-    for (int v = 0; v < NPS_MAX_VIEWS; v++) {
-        free(pl.units[v].buf);
-        free(pl.units[v].offsets);
-        free(pl.units[v].lens);
+    for (int u = 0; u < pl.nunits; u++) {
+        free(pl.units[u].buf);
+        free(pl.units[u].offsets);
+        free(pl.units[u].lens);
     }
+    free(pl.units);
+    free(pl.unit_names);
+    for (int32_t p = 0; p < pl.table_cap; p++)
+        free(pl.table[p].begin);
+    for (size_t i = 0; i < pl.nregs; i++)
+        free(pl.regs[i].fence);
     free(pl.workers);
     free(pl.table);
     free(pl.regs);

@@ -3,6 +3,7 @@
  */
 #include "redis_sink.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,4 +140,55 @@ out:
     free(args);
     free(arglens);
     return reply;
+}
+
+size_t nps_redis_flush_units(nps_redis *redis, size_t n, const nps_redis_cmd *cmds,
+                             redisReply **replies, nps_error *err)
+{
+    if (!connect_now(redis, err) || (!redis->sha[0] && !load_script(redis, err)))
+        return 0;
+    size_t most = 0;
+    for (size_t i = 0; i < n; i++)
+        most = (size_t)cmds[i].argc > most ? (size_t)cmds[i].argc : most;
+    const char **args = malloc((most + 3) * sizeof(char *));
+    size_t *lens = malloc((most + 3) * sizeof(size_t));
+    if (!args || !lens) {
+        free(args);
+        free(lens);
+        nps_error_set(err, "out of memory for a flush pipeline");
+        return 0;
+    }
+    args[0] = "EVALSHA";
+    lens[0] = 7;
+    args[1] = redis->sha;
+    lens[1] = 40;
+    args[2] = "0";
+    lens[2] = 1;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(args + 3, cmds[i].argv, (size_t)cmds[i].argc * sizeof(char *));
+        memcpy(lens + 3, cmds[i].lens, (size_t)cmds[i].argc * sizeof(size_t));
+        redisAppendCommandArgv(redis->ctx, cmds[i].argc + 3, args, lens);
+    }
+    free(args);
+    free(lens);
+    size_t got = 0;
+    bool noscript = false;
+    for (; got < n; got++) {
+        void *reply = NULL;
+        if (redisGetReply(redis->ctx, &reply) != REDIS_OK || !reply) {
+            nps_error_set(err, "redis %s: %s", redis->address, redis->ctx->errstr);
+            drop(redis);
+            break;
+        }
+        redisReply *r = reply;
+        if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+            freeReplyObject(r);
+            r = NULL;
+            noscript = true;
+        }
+        replies[got] = r;
+    }
+    if (noscript && redis->ctx)
+        redis->sha[0] = '\0';
+    return got;
 }

@@ -33,4 +33,19 @@ redisReply *nps_redis_argv(nps_redis *redis, int argc, const char **argv, const 
 redisReply *nps_redis_flush_unit(nps_redis *redis, int argc, const char **argv,
                                  const size_t *lens, nps_error *err);
 
+/* One command's arguments, for pipelining. */
+typedef struct nps_redis_cmd {
+    int argc;
+    const char **argv;
+    const size_t *lens;
+} nps_redis_cmd;
+
+/* EVALSHA of the flush script for each of n units, pipelined: all sent,
+ * then the replies read in order. Returns how many replies arrived
+ * (replies[0..returned)); fewer than n means the connection failed (err
+ * set) and the rest are unknown: their units may or may not have run. A
+ * NOSCRIPT reply is left NULL (the script is loaded again next time). */
+size_t nps_redis_flush_units(nps_redis *redis, size_t n, const nps_redis_cmd *cmds,
+                             redisReply **replies, nps_error *err);
+
 #endif

@@ -74,7 +74,8 @@ void nps_shard_set_now(nps_shard *shard, int64_t now_ms)
 nps_status nps_shard_add(nps_shard *shard, const char *msg, size_t len, int64_t fallback_ts_ms,
                          nps_invalid_reason *reason, char *detail, size_t detail_size)
 {
-    return nps_shard_add_masked(shard, msg, len, fallback_ts_ms, 0, reason, detail, detail_size);
+    return nps_shard_add_fenced(shard, msg, len, fallback_ts_ms, NULL, 1, 0, reason, detail,
+                                detail_size);
 }
 
 nps_delta *nps_shard_current(nps_shard *shard)
@@ -91,9 +92,10 @@ bool nps_shard_segments_at(const nps_shard *shard, uint32_t limit)
     return false;
 }
 
-nps_status nps_shard_add_masked(nps_shard *shard, const char *msg, size_t len,
-                                int64_t fallback_ts_ms, uint32_t skip_views,
-                                nps_invalid_reason *reason, char *detail, size_t detail_size)
+nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
+                                int64_t fallback_ts_ms, const int64_t *unit_fences,
+                                uint32_t buckets, int64_t offset, nps_invalid_reason *reason,
+                                char *detail, size_t detail_size)
 {
     nps_delta *delta = shard->current;
     const nps_config *config = shard->config;
@@ -119,8 +121,11 @@ nps_status nps_shard_add_masked(nps_shard *shard, const char *msg, size_t len,
     for (int d = 0; d < views->ndims; d++)
         shard->dim_hashes[d] = XXH3_64bits(ev->dims[d].ptr, ev->dims[d].len);
     for (int v = 0; v < views->nviews; v++) {
-        if (skip_views & (1u << v))
-            continue;
+        if (unit_fences) { /* catching up after a restart: cold */
+            uint64_t hash = nps_delta_segment_hash(views, v, shard->dim_hashes);
+            if (offset < unit_fences[(size_t)v * buckets + hash % buckets])
+                continue;
+        }
         uint32_t segment = nps_delta_segment_for(delta, views, v, ev->dims, shard->dim_hashes,
                                                  config->max_segments);
         nps_cell *cell =

@@ -25,6 +25,7 @@ typedef struct series {
 typedef struct segment_state {
     char *name;
     uint64_t hash;
+    uint32_t bucket; /* the segment's flush unit within its view */
     series windows[NPS_MAX_WINDOWS];
 } segment_state;
 
@@ -33,11 +34,15 @@ typedef struct view_state {
     size_t nsegments, cap;
     uint32_t *slots; /* index + 1; open addressing on name hash */
     size_t slots_mask;
-    uint32_t overflow; /* index of `~overflow`, or NPS_SEGMENT_NONE */
+    /* `~overflow` per bucket (index or NPS_SEGMENT_NONE); with one bucket
+     * it is also found by name, with more it is not (several share it). */
+    uint32_t *overflow;
+    size_t noverflow;
 } view_state;
 
 struct nps_state {
     const nps_config *config;
+    uint32_t buckets;
     view_state views[NPS_MAX_VIEWS];
     nps_state_stats stats;
     uint32_t *map; /* delta segment -> state segment, reused */
@@ -48,17 +53,25 @@ struct nps_state {
 
 nps_state *nps_state_new(const nps_config *config, nps_error *err)
 {
+    return nps_state_new_bucketed(config, 1, err);
+}
+
+nps_state *nps_state_new_bucketed(const nps_config *config, uint32_t buckets, nps_error *err)
+{
     nps_state *state = calloc(1, sizeof(*state));
     if (!state)
         goto out_nomem;
     state->config = config;
+    state->buckets = buckets ? buckets : 1;
     for (int v = 0; v < config->views.nviews; v++) {
         view_state *vs = &state->views[v];
         vs->slots_mask = 255;
         vs->slots = calloc(vs->slots_mask + 1, sizeof(uint32_t));
-        vs->overflow = NPS_SEGMENT_NONE;
-        if (!vs->slots)
+        vs->overflow = malloc(state->buckets * sizeof(uint32_t));
+        if (!vs->slots || !vs->overflow)
             goto out_free_state;
+        for (uint32_t b = 0; b < state->buckets; b++)
+            vs->overflow[b] = NPS_SEGMENT_NONE;
     }
     return state;
 
@@ -83,6 +96,7 @@ void nps_state_destroy(nps_state *state)
         }
         free(vs->segments);
         free(vs->slots);
+        free(vs->overflow);
     }
     free(state->map);
     free(state->name_buf);
@@ -121,6 +135,7 @@ static bool grow_slots(view_state *vs)
     return true;
 }
 
+/* Add a segment; slot_at SIZE_MAX: not findable by name. */
 static uint32_t add_segment(view_state *vs, const char *name, size_t len, uint64_t hash,
                             size_t slot_at)
 {
@@ -145,15 +160,18 @@ static uint32_t add_segment(view_state *vs, const char *name, size_t len, uint64
     seg->hash = hash;
     uint32_t index = (uint32_t)vs->nsegments++;
     vs->segments[index] = seg;
+    if (slot_at == SIZE_MAX)
+        return index;
     vs->slots[slot_at] = index + 1;
     if (vs->nsegments * 2 > vs->slots_mask && !grow_slots(vs))
         return NPS_SEGMENT_NONE;
     return index;
 }
 
-/* The state segment for a name; past the bound, `~overflow`. */
+/* The state segment for a name in bucket `bucket`; past the bound, that
+ * bucket's `~overflow`. */
 static uint32_t segment_index(nps_state *state, view_state *vs, const char *name, size_t len,
-                              bool *overflowed)
+                              uint32_t bucket, bool *overflowed)
 {
     uint64_t hash = XXH3_64bits(name, len);
     size_t slot_at;
@@ -161,22 +179,28 @@ static uint32_t segment_index(nps_state *state, view_state *vs, const char *name
     *overflowed = false;
     if (index != NPS_SEGMENT_NONE)
         return index;
-    size_t regular = vs->nsegments - (vs->overflow != NPS_SEGMENT_NONE);
     bool is_overflow =
         len == strlen(NPS_SEGMENT_OVERFLOW) && memcmp(name, NPS_SEGMENT_OVERFLOW, len) == 0;
-    if (!is_overflow && regular >= state->config->max_segments) {
-        *overflowed = true;
-        if (vs->overflow != NPS_SEGMENT_NONE)
-            return vs->overflow;
-        name = NPS_SEGMENT_OVERFLOW;
-        len = strlen(name);
-        hash = XXH3_64bits(name, len);
-        find_segment(vs, name, len, hash, &slot_at);
-        is_overflow = true;
+    size_t regular = vs->nsegments - vs->noverflow;
+    if (!is_overflow && regular < state->config->max_segments) {
+        index = add_segment(vs, name, len, hash, slot_at);
+        if (index != NPS_SEGMENT_NONE)
+            vs->segments[index]->bucket = bucket;
+        return index;
     }
-    index = add_segment(vs, name, len, hash, slot_at);
-    if (is_overflow)
-        vs->overflow = index;
+    *overflowed = !is_overflow;
+    if (vs->overflow[bucket] != NPS_SEGMENT_NONE)
+        return vs->overflow[bucket];
+    name = NPS_SEGMENT_OVERFLOW;
+    len = strlen(name);
+    hash = XXH3_64bits(name, len);
+    find_segment(vs, name, len, hash, &slot_at);
+    index = add_segment(vs, name, len, hash, state->buckets == 1 ? slot_at : SIZE_MAX);
+    if (index == NPS_SEGMENT_NONE)
+        return index;
+    vs->segments[index]->bucket = bucket;
+    vs->overflow[bucket] = index;
+    vs->noverflow++;
     return index;
 }
 
@@ -327,7 +351,8 @@ nps_status nps_state_merge(nps_state *state, const nps_delta *delta, int64_t now
                 name = state->name_buf;
             }
             bool overflowed;
-            state->map[s] = segment_index(state, vs, name, len, &overflowed);
+            uint32_t bucket = (uint32_t)(dv->segments[s].hash % state->buckets);
+            state->map[s] = segment_index(state, vs, name, len, bucket, &overflowed);
             if (state->map[s] == NPS_SEGMENT_NONE)
                 goto out_nomem;
             if (overflowed)
@@ -379,6 +404,11 @@ bool nps_state_get(const nps_state *state, int view, const char *segment, int wi
         return false;
     *out = vs->segments[index]->windows[window].total;
     return true;
+}
+
+uint32_t nps_state_segment_bucket(const nps_state *state, int view, size_t index)
+{
+    return state->views[view].segments[index]->bucket;
 }
 
 size_t nps_state_segment_count(const nps_state *state, int view)

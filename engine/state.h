@@ -33,6 +33,15 @@ typedef struct nps_state_stats {
 } nps_state_stats;
 
 nps_state *nps_state_new(const nps_config *config, nps_error *err);
+
+/* A state whose segments each belong to one of `buckets` flush units per
+ * view (the delta segment hash modulo buckets); past max_segments, each
+ * bucket has its own `~overflow` segment (all named `~overflow`; with more
+ * than one bucket they are not found by nps_state_get). */
+nps_state *nps_state_new_bucketed(const nps_config *config, uint32_t buckets, nps_error *err);
+
+/* The bucket of segment `index` of `view`. */
+uint32_t nps_state_segment_bucket(const nps_state *state, int view, size_t index);
 void nps_state_destroy(nps_state *state);
 
 /* One non-empty pane of a window. */

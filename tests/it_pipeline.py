@@ -24,7 +24,7 @@ from itlib import Failure
 
 VIEWS = {"by_channel": ["channel"], "by_region": ["region"],
          "by_survey_age": ["survey", "age_band"]}
-UNITS = ["all"] + list(VIEWS)
+UNITS = itlib.unit_names(["all"] + list(VIEWS))
 SESSION_TIMEOUT_MS = 6000
 MINUTE = 60000
 DAY = 24 * 60 * MINUTE

@@ -278,11 +278,22 @@ class Engine:
                           % (self.pid, rc, self.log_tail()))
 
 
+# Flush units per view the tests run with: more than one, so every scenario
+# also checks that segments split by hash into units with their own fences
+# (`<view>#<bucket>:<partition>`) still add up exactly.
+BUCKETS = 4
+
+
+def unit_names(views):
+    """The engine's flush units for these view names, BUCKETS each."""
+    return ["%s#%d" % (v, b) for v in views for b in range(BUCKETS)]
+
+
 def engine_args(broker, topic, group, redis_address, prefix, views, workers=2, flush_ms=200,
                 extra=()):
     args = ["--brokers", broker.bootstrap, "--topic", topic, "--group", group,
             "--redis", redis_address, "--prefix", prefix, "--workers", workers,
-            "--flush-ms", flush_ms]
+            "--flush-ms", flush_ms, "--buckets", BUCKETS]
     for name, dims in views.items():
         if dims:
             args += ["--view", "%s=%s" % (name, ",".join(dims))]
@@ -692,7 +703,8 @@ class LostReplyProxy:
             except OSError:
                 client.close()  # Redis is down: so is the proxy's answer
                 continue
-            conn = {"client": client, "upstream": upstream, "swallow": False}
+            conn = {"client": client, "upstream": upstream, "swallow": False, "sent": 0, "held": bytearray(),
+                    "claim_index": -1}
             threading.Thread(target=self._client_to_redis, args=(conn,), daemon=True).start()
             threading.Thread(target=self._redis_to_client, args=(conn,), daemon=True).start()
 
@@ -706,59 +718,83 @@ class LostReplyProxy:
             s.close()
 
     def _client_to_redis(self, conn):
+        """Forwards whole commands. The engine pipelines a flush's units,
+        so once an EVALSHA carrying segments is claimed, the commands after
+        it are held back: Redis runs that one unit only, as if the engine
+        had died right after sending it."""
         buf = bytearray()
+
         try:
             while True:
                 data = conn["client"].recv(1 << 16)
                 if not data:
                     break
                 buf += data
-                # Commands complete in this data: is one an EVALSHA to lose?
                 while True:
                     got = resp_parse(buf)
                     if got is None:
                         break
                     command, used = got
+                    raw = bytes(buf[:used])
                     del buf[:used]
-                    name = command[0].upper() if isinstance(command, list) and command else b""
                     with self.lock:
-                        if name == b"EVALSHA" and self.armed and not self.claimed:
+                        if conn["swallow"]:
+                            conn["held"] += raw
+                            continue
+                        name = command[0].upper() if isinstance(command, list) and command else b""
+                        # EVALSHA sha 0 + 10 fixed arguments: more means segments
+                        if (name == b"EVALSHA" and len(command) > 13 and self.armed
+                                and not self.claimed):
                             self.claimed = True
                             conn["swallow"] = True
-                conn["upstream"].sendall(data)
+                            conn["claim_index"] = conn["sent"]
+                        conn["sent"] += 1
+                    conn["upstream"].sendall(raw)
         except OSError:
             pass
         self._close(conn)
 
     def _redis_to_client(self, conn):
-        held = bytearray()
+        """Forwards replies one by one; the reply of the claimed command
+        (counted in order: the engine pipelines) is held and, if it is a
+        unit that wrote segments, never forwarded."""
+        buf = bytearray()
+        replied = 0
         try:
             while True:
                 data = conn["upstream"].recv(1 << 16)
                 if not data:
                     break
-                if not conn["swallow"]:
-                    conn["client"].sendall(data)
-                    continue
-                held += data
-                got = resp_parse(held)
-                if got is None:
-                    continue
-                reply = got[0]
-                if (isinstance(reply, list) and len(reply) >= 2 and reply[0] == b"ok"
-                        and isinstance(reply[1], int) and reply[1] > 0):
+                buf += data
+                while True:
+                    got = resp_parse(buf)
+                    if got is None:
+                        break
+                    reply, used = got
+                    raw = bytes(buf[:used])
+                    del buf[:used]
                     with self.lock:
-                        self.armed = False
-                        self.swallowed = reply
-                    if self.on_fire:
-                        self.on_fire()
-                    self.fired.set()
-                    break  # close without forwarding the reply
-                with self.lock:
-                    self.claimed = False
-                conn["swallow"] = False
-                conn["client"].sendall(bytes(held))
-                held.clear()
+                        mine = conn["swallow"] and replied == conn["claim_index"]
+                    replied += 1
+                    if not mine:
+                        conn["client"].sendall(raw)
+                        continue
+                    if (isinstance(reply, list) and len(reply) >= 2 and reply[0] == b"ok"
+                            and isinstance(reply[1], int) and reply[1] > 0):
+                        with self.lock:
+                            self.armed = False
+                            self.swallowed = reply
+                        if self.on_fire:
+                            self.on_fire()
+                        self.fired.set()
+                        raise OSError("close without forwarding the reply")
+                    with self.lock:  # not a unit that wrote: let everything through
+                        self.claimed = False
+                        conn["swallow"] = False
+                        pending, conn["held"] = bytes(conn["held"]), bytearray()
+                    conn["client"].sendall(raw)
+                    if pending:
+                        conn["upstream"].sendall(pending)
         except OSError:
             pass
         self._close(conn)
