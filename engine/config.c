@@ -76,6 +76,9 @@ static const setting settings[] = {
      "worker threads, each a consumer owning whole partitions; 0 means one per core"},
     {"flush-ms", T_INT, FIELD(flush_ms), "1000", NPS_CMD_RUN | NPS_CMD_DEMO, 10, 3600000, "MS",
      "publish to Redis every MS milliseconds"},
+    {"http", T_STRING, FIELD(http), "127.0.0.1:9464", NPS_CMD_RUN, 0, 0, "HOST:PORT",
+     "serve /metrics (Prometheus), /healthz and /readyz here; port 0 picks a free port, an "
+     "empty value turns it off. Loopback unless you say otherwise"},
     {"buckets", T_INT, FIELD(buckets), "64", NPS_CMD_RUN | NPS_CMD_DEMO, 1, 4096, "N",
      "flush units per view: segments are split by hash into N buckets, each written by its "
      "own atomic script with its own fences, so no script holds Redis long. Fixed for a "
@@ -428,7 +431,7 @@ bool nps_parse_host_port(const char *text, char *host, size_t host_size, int *po
     if (colon) {
         char *end;
         long p = strtol(colon + 1, &end, 10);
-        if (end == colon + 1 || *end || p < 1 || p > 65535)
+        if (end == colon + 1 || *end || p < 0 || p > 65535)
             return false;
         *port = (int)p;
     }

@@ -42,6 +42,7 @@ typedef struct nps_config {
     char prefix[64];    /* Redis key prefix */
     int64_t workers;    /* 0: one per core */
     int64_t flush_ms;
+    char http[128]; /* metrics and health endpoint; empty: off */
     int64_t buckets; /* flush units per view */
     int64_t session_timeout_ms;
     int64_t time_scale; /* the engine clock runs this many times the wall clock */

@@ -89,6 +89,7 @@ void nps_delta_clear(nps_delta *delta)
     }
     delta->messages = delta->counted = delta->late = delta->overflowed = 0;
     delta->npartitions = 0;
+    delta->oldest_source_ms = 0;
     memset(delta->invalid, 0, sizeof(delta->invalid));
 }
 

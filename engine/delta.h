@@ -72,6 +72,7 @@ typedef struct nps_delta {
     uint64_t epoch; /* the pipeline's resync epoch the counts belong to */
     nps_delta_partition *partitions;
     uint32_t npartitions, partitions_cap;
+    int64_t oldest_source_ms; /* oldest Kafka timestamp counted; 0: none */
     nps_delta_view views[NPS_MAX_VIEWS];
     uint64_t messages;                     /* every message offered */
     uint64_t counted;                      /* valid events counted */

@@ -146,8 +146,9 @@ static pid_t start_engine(const nps_config *config, const char *bootstrap, int l
                                           "--workers",    workers,
                                           "--time-scale", scale,
                                           "--now",        now,
+                                          "--http",       "127.0.0.1:0",
                                           "--windows",    (char *)config->windows_spec};
-    int n = 22;
+    int n = 24;
     if (!config->windows_spec[0])
         n -= 2;
     n = view_args(config, args, n, specs);

@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "http.h"
 #include "redis_sink.h"
 #include "shard.h"
 #include "state.h"
@@ -76,17 +77,18 @@ typedef struct worker {
     int32_t parts_cap;
     uint64_t epoch;
     pthread_t thread;
-    atomic_bool drained; /* stopped consuming and handed over everything */
+    atomic_bool drained;  /* stopped consuming and handed over everything */
+    _Atomic int assigned; /* partitions held now */
     _Atomic uint64_t messages;
 } worker;
 
 /* Flusher side: one partition's fences and progress. */
 typedef struct fence_entry {
     bool registered;
-    int owner;                    /* worker index; -1 once revoked with counts still pending */
-    int64_t *begin; /* per unit: the stored fence it expects */
-    int64_t end;                  /* offset after the last merged message; -1 none */
-    int64_t flush_end;            /* `end` when the outstanding flush was cut */
+    int owner;         /* worker index; -1 once revoked with counts still pending */
+    int64_t *begin;    /* per unit: the stored fence it expects */
+    int64_t end;       /* offset after the last merged message; -1 none */
+    int64_t flush_end; /* `end` when the outstanding flush was cut */
 } fence_entry;
 
 typedef struct registration {
@@ -105,6 +107,34 @@ typedef struct unit_payload {
     int argc, argv_cap;
     bool done;
 } unit_payload;
+
+#define FLUSH_BUCKETS 12
+#define FRESH_BUCKETS 10
+static const double flush_bounds[FLUSH_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                   0.1,   0.25,   0.5,   1,    2.5,   5};
+static const double fresh_bounds[FRESH_BUCKETS] = {0.1, 0.25, 0.5, 1, 1.5, 2, 5, 10, 30, 60};
+
+typedef struct histogram {
+    uint64_t counts[16]; /* per bound, then +Inf; not cumulative */
+    double sum;
+    uint64_t n;
+} histogram;
+
+typedef struct partition_lag {
+    int32_t partition;
+    int64_t lag;
+} partition_lag;
+
+/* What /metrics shows, copied by the flusher under metrics_lock. */
+typedef struct metrics {
+    nps_state_stats stats;
+    size_t segments[NPS_MAX_VIEWS];
+    histogram flush, fresh;
+    partition_lag *lags;
+    size_t nlags, lags_cap;
+    int64_t last_flush_mono_ms; /* last completed flush */
+    bool unflushed;             /* counts waiting for Redis */
+} metrics;
 
 struct pipeline {
     const nps_config *config;
@@ -139,7 +169,12 @@ struct pipeline {
     bool redis_down;
     char windows_arg[512];
 
-    /* status, read by main */
+    /* status, read by main and the HTTP thread */
+    pthread_mutex_t metrics_lock;
+    metrics m;
+    int64_t pending_oldest_ms, flush_oldest_ms; /* flusher: freshness inputs */
+    _Atomic int64_t heartbeat_mono_ms;          /* flusher loop */
+    _Atomic uint64_t redis_errors;
     _Atomic uint64_t flushes, resyncs, mismatches, segments_written, expired_panes;
     _Atomic int64_t last_flush_us;
     _Atomic bool redis_ok;
@@ -394,12 +429,14 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             rd_kafka_assign(rk, NULL);
             return;
         }
+        atomic_store(&w->assigned, parts->cnt);
         log_line("worker %d: assigned %d partition(s)", w->id, parts->cnt);
         rd_kafka_resp_err_t aerr = rd_kafka_assign(rk, parts);
         if (aerr)
             log_line("worker %d: assign failed: %s", w->id, rd_kafka_err2str(aerr));
     } else {
         release_partitions(w, parts);
+        atomic_store(&w->assigned, 0);
         log_line("worker %d: revoked %d partition(s)", w->id, parts->cnt);
         rd_kafka_assign(rk, NULL);
     }
@@ -436,6 +473,9 @@ static void count_message(worker *w, const rd_kafka_message_t *m)
     nps_invalid_reason reason;
     /* Below the highest fence some unit has applied this message already. */
     const int64_t *fences = m->offset < t->max_fence ? t->fence : NULL;
+    nps_delta *delta = nps_shard_current(w->shard);
+    if (kafka_ts > 0 && (delta->oldest_source_ms == 0 || kafka_ts < delta->oldest_source_ms))
+        delta->oldest_source_ms = kafka_ts;
     nps_status status =
         nps_shard_add_fenced(w->shard, m->payload ? m->payload : "", m->len, kafka_ts, fences,
                              w->pl->buckets, m->offset, &reason, NULL, 0);
@@ -513,6 +553,8 @@ static bool entry_pending(const pipeline *pl, const fence_entry *e)
 
 static void entry_reset(fence_entry *e)
 {
+    if (!e)
+        return;
     free(e->begin);
     memset(e, 0, sizeof(*e));
 }
@@ -526,6 +568,7 @@ static void resync(pipeline *pl, const char *why)
     for (int32_t p = 0; p < pl->table_cap; p++)
         entry_reset(&pl->table[p]);
     pl->outstanding = false;
+    pl->pending_oldest_ms = pl->flush_oldest_ms = 0;
     atomic_fetch_add(&pl->epoch, 1);
     atomic_fetch_add(&pl->resyncs, 1);
 }
@@ -580,6 +623,9 @@ static void merge_delta(pipeline *pl, nps_delta *delta)
         log_line("%s; exiting so nothing is lost", err.msg);
         exit(1);
     }
+    if (delta->oldest_source_ms &&
+        (!pl->pending_oldest_ms || delta->oldest_source_ms < pl->pending_oldest_ms))
+        pl->pending_oldest_ms = delta->oldest_source_ms;
     for (uint32_t i = 0; i < delta->npartitions; i++) {
         fence_entry *e = entry(pl, delta->partitions[i].partition);
         if (!e || !e->registered) {
@@ -740,6 +786,8 @@ static void start_flush(pipeline *pl)
         exit(1);
     }
     nps_state_clear_counts(pl->pending);
+    pl->flush_oldest_ms = pl->pending_oldest_ms;
+    pl->pending_oldest_ms = 0;
     pl->outstanding = true;
     pl->retry_at_ms = 0;
 }
@@ -778,6 +826,58 @@ static void commit_offsets(pipeline *pl)
     }
 }
 
+static void observe(histogram *h, const double *bounds, int nbounds, double value)
+{
+    int i = 0;
+    while (i < nbounds && value > bounds[i])
+        i++;
+    h->counts[i]++;
+    h->sum += value;
+    h->n++;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* @locality flusher. After a flush: its duration, the freshness of its
+ * oldest event, segments per view, and lag per owned partition. */
+static void record_flush(pipeline *pl, double seconds)
+{
+    pthread_mutex_lock(&pl->metrics_lock);
+    metrics *m = &pl->m;
+    observe(&m->flush, flush_bounds, FLUSH_BUCKETS, seconds);
+    if (pl->flush_oldest_ms) {
+        double age = (double)(wall_ms() - pl->flush_oldest_ms) / 1000.0;
+        observe(&m->fresh, fresh_bounds, FRESH_BUCKETS, age > 0 ? age : 0);
+    }
+    for (int v = 0; v < pl->nviews; v++)
+        m->segments[v] = nps_state_segment_count(pl->pending, v);
+    m->nlags = 0;
+    for (int32_t p = 0; p < pl->table_cap; p++) {
+        const fence_entry *e = &pl->table[p];
+        int64_t low, high;
+        if (!e->registered || e->owner < 0 || e->end < 0 ||
+            rd_kafka_get_watermark_offsets(pl->workers[e->owner].rk, pl->config->topic, p, &low,
+                                           &high) != RD_KAFKA_RESP_ERR_NO_ERROR)
+            continue;
+        if (m->nlags == m->lags_cap) {
+            size_t cap = m->lags_cap ? m->lags_cap * 2 : 64;
+            partition_lag *bigger = realloc(m->lags, cap * sizeof(*bigger));
+            if (!bigger)
+                break;
+            m->lags = bigger;
+            m->lags_cap = cap;
+        }
+        m->lags[m->nlags++] = (partition_lag){p, high > e->end ? high - e->end : 0};
+    }
+    m->last_flush_mono_ms = mono_ms();
+    pthread_mutex_unlock(&pl->metrics_lock);
+}
+
 static void finish_flush(pipeline *pl, int64_t started_us)
 {
     for (int32_t p = 0; p < pl->table_cap; p++) {
@@ -794,7 +894,9 @@ static void finish_flush(pipeline *pl, int64_t started_us)
     commit_offsets(pl);
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    atomic_store(&pl->last_flush_us, (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - started_us);
+    int64_t took_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - started_us;
+    atomic_store(&pl->last_flush_us, took_us);
+    record_flush(pl, (double)took_us / 1e6);
     atomic_fetch_add(&pl->flushes, 1);
     pthread_mutex_lock(&pl->lock);
     if (pl->outstanding_ticket > pl->flushes_done)
@@ -848,7 +950,7 @@ static void send_units(pipeline *pl)
             n++;
             total_args += (size_t)pl->units[u].argc;
         }
-    int *which = malloc((n + 1) * sizeof(int));
+    int *which = calloc(n + 1, sizeof(int));
     nps_redis_cmd *cmds = malloc((n + 1) * sizeof(*cmds));
     const char **args = malloc((total_args + 1) * sizeof(char *));
     redisReply **replies = calloc(n + 1, sizeof(redisReply *));
@@ -883,6 +985,7 @@ static void send_units(pipeline *pl)
     if (resynced)
         return;
     if (got < n) {
+        atomic_fetch_add(&pl->redis_errors, 1);
         set_redis_state(pl, false, err.msg);
         pl->retry_at_ms = mono_ms() + pl->backoff_ms;
         pl->backoff_ms = pl->backoff_ms < 5000 ? pl->backoff_ms * 2 : 5000;
@@ -936,6 +1039,13 @@ static void *flusher_main(void *arg)
         apply_registrations(pl);
         bool busy = take_deltas(pl);
         int64_t now = mono_ms();
+        atomic_store(&pl->heartbeat_mono_ms, now);
+        {
+            pthread_mutex_lock(&pl->metrics_lock);
+            nps_state_get_stats(pl->pending, &pl->m.stats);
+            pl->m.unflushed = pl->outstanding || has_pending(pl);
+            pthread_mutex_unlock(&pl->metrics_lock);
+        }
         pthread_mutex_lock(&pl->lock);
         bool requested = pl->flush_requests > pl->flushes_done;
         pthread_mutex_unlock(&pl->lock);
@@ -1067,6 +1177,8 @@ static int setup(pipeline *pl, const nps_config *config)
     gethostname(host, sizeof(host) - 1);
     snprintf(pl->instance, sizeof(pl->instance), "%.40s-%d", host, (int)getpid());
     pthread_mutex_init(&pl->lock, NULL);
+    pthread_mutex_init(&pl->metrics_lock, NULL);
+    atomic_init(&pl->heartbeat_mono_ms, mono_ms());
     pthread_cond_init(&pl->flushed, NULL);
     atomic_init(&pl->epoch, 1);
     pl->backoff_ms = 100;
@@ -1163,6 +1275,148 @@ static void status_line(pipeline *pl, int64_t elapsed_ms)
              atomic_load(&pl->redis_ok) ? "ok" : "unavailable");
 }
 
+/* ---------------------------------------------------------------- /metrics */
+
+static void write_histogram(FILE *out, const char *name, const char *help, const histogram *h,
+                            const double *bounds, int nbounds)
+{
+    fprintf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    uint64_t cumulative = 0;
+    for (int i = 0; i < nbounds; i++) {
+        cumulative += h->counts[i];
+        fprintf(out, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name, bounds[i], cumulative);
+    }
+    cumulative += h->counts[nbounds];
+    fprintf(out, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum %.6f\n%s_count %" PRIu64 "\n", name,
+            cumulative, name, h->sum, name, h->n);
+}
+
+static void write_counter(FILE *out, const char *name, const char *help, uint64_t value)
+{
+    fprintf(out, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIu64 "\n", name, help, name, name,
+            value);
+}
+
+/* The allocator's view of memory in use: jemalloc's stats.allocated when
+ * the binary runs on jemalloc (weak: sanitizer builds do not). */
+extern int mallctl(const char *, void *, size_t *, void *, size_t) __attribute__((weak));
+
+static uint64_t allocated_bytes(void)
+{
+    if (!mallctl)
+        return 0;
+    uint64_t epoch = 1;
+    size_t size = sizeof(epoch);
+    mallctl("epoch", &epoch, &size, &epoch, size);
+    size_t allocated = 0;
+    size = sizeof(allocated);
+    return mallctl("stats.allocated", &allocated, &size, NULL, 0) == 0 ? allocated : 0;
+}
+
+static void write_metrics(void *ctx, FILE *out)
+{
+    pipeline *pl = ctx;
+    const nps_config *config = pl->config;
+    uint64_t consumed = 0;
+    int assigned = 0;
+    for (int i = 0; i < pl->nworkers; i++) {
+        consumed += atomic_load(&pl->workers[i].messages);
+        assigned += atomic_load(&pl->workers[i].assigned);
+    }
+    pthread_mutex_lock(&pl->metrics_lock);
+    const metrics *m = &pl->m;
+    write_counter(out, "npstream_events_consumed_total", "Kafka messages consumed.", consumed);
+    write_counter(out, "npstream_events_counted_total", "Valid events counted.", m->stats.counted);
+    fprintf(out, "# HELP npstream_events_invalid_total Invalid messages by reason.\n"
+                 "# TYPE npstream_events_invalid_total counter\n");
+    for (int r = 1; r < NPS_INVALID_REASONS; r++)
+        fprintf(out, "npstream_events_invalid_total{reason=\"%s\"} %" PRIu64 "\n",
+                nps_invalid_reason_name((nps_invalid_reason)r), m->stats.invalid[r]);
+    write_counter(out, "npstream_events_late_total",
+                  "Events older than the largest window: counted in total only.", m->stats.late);
+    fprintf(out, "# HELP npstream_segments_overflowed_total Events counted in ~overflow past the "
+                 "cardinality bound, by view.\n"
+                 "# TYPE npstream_segments_overflowed_total counter\n");
+    for (int v = 0; v < pl->nviews; v++)
+        fprintf(out, "npstream_segments_overflowed_total{view=\"%s\"} %" PRIu64 "\n",
+                config->views.views[v].name, m->stats.overflowed_by_view[v]);
+    fprintf(out, "# HELP npstream_active_segments Segments known per view.\n"
+                 "# TYPE npstream_active_segments gauge\n");
+    for (int v = 0; v < pl->nviews; v++)
+        fprintf(out, "npstream_active_segments{view=\"%s\"} %zu\n", config->views.views[v].name,
+                m->segments[v]);
+    write_counter(out, "npstream_flushes_total", "Flushes completed.", atomic_load(&pl->flushes));
+    write_histogram(out, "npstream_flush_duration_seconds",
+                    "Wall time of a flush: every unit sent and applied.", &m->flush, flush_bounds,
+                    FLUSH_BUCKETS);
+    write_histogram(out, "npstream_freshness_seconds",
+                    "Age of a flush's oldest event (Kafka timestamp) when the flush completed.",
+                    &m->fresh, fresh_bounds, FRESH_BUCKETS);
+    write_counter(out, "npstream_redis_errors_total",
+                  "Flush attempts that failed on Redis (each is retried).",
+                  atomic_load(&pl->redis_errors));
+    write_counter(out, "npstream_fence_mismatches_total",
+                  "Units refused because a fence had moved (each causes a resync).",
+                  atomic_load(&pl->mismatches));
+    write_counter(out, "npstream_resyncs_total", "Times unflushed counts were dropped and re-read.",
+                  atomic_load(&pl->resyncs));
+    fprintf(out, "# HELP npstream_consumer_lag Messages behind the partition's end.\n"
+                 "# TYPE npstream_consumer_lag gauge\n");
+    for (size_t i = 0; i < m->nlags; i++)
+        fprintf(out, "npstream_consumer_lag{partition=\"%d\"} %" PRId64 "\n",
+                (int)m->lags[i].partition, m->lags[i].lag);
+    fprintf(out,
+            "# HELP npstream_partitions_assigned Partitions this instance owns.\n"
+            "# TYPE npstream_partitions_assigned gauge\nnpstream_partitions_assigned %d\n"
+            "# HELP npstream_redis_up Whether the last Redis call succeeded.\n"
+            "# TYPE npstream_redis_up gauge\nnpstream_redis_up %d\n"
+            "# HELP npstream_memory_allocated_bytes Bytes allocated (jemalloc stats.allocated).\n"
+            "# TYPE npstream_memory_allocated_bytes gauge\nnpstream_memory_allocated_bytes %" PRIu64
+            "\n",
+            assigned, atomic_load(&pl->redis_ok) ? 1 : 0, allocated_bytes());
+    pthread_mutex_unlock(&pl->metrics_lock);
+}
+
+static bool healthy(void *ctx, char *why, size_t size)
+{
+    pipeline *pl = ctx;
+    int64_t silent = mono_ms() - atomic_load(&pl->heartbeat_mono_ms);
+    if (silent > 10000) {
+        snprintf(why, size, "the flusher has not run for %" PRId64 " ms", silent);
+        return false;
+    }
+    return true;
+}
+
+static bool ready(void *ctx, char *why, size_t size)
+{
+    pipeline *pl = ctx;
+    int assigned = 0;
+    for (int i = 0; i < pl->nworkers; i++)
+        assigned += atomic_load(&pl->workers[i].assigned);
+    if (atomic_load(&pl->stop)) {
+        snprintf(why, size, "stopping");
+        return false;
+    }
+    if (!atomic_load(&pl->redis_ok)) {
+        snprintf(why, size, "redis %s unreachable", pl->config->redis);
+        return false;
+    }
+    if (assigned == 0) {
+        snprintf(why, size, "no partitions assigned yet");
+        return false;
+    }
+    pthread_mutex_lock(&pl->metrics_lock);
+    int64_t since = mono_ms() - pl->m.last_flush_mono_ms;
+    bool stale = pl->m.unflushed && since > 3 * pl->config->flush_ms + 5000;
+    pthread_mutex_unlock(&pl->metrics_lock);
+    if (stale) {
+        snprintf(why, size, "no flush completed for %" PRId64 " ms", since);
+        return false;
+    }
+    return true;
+}
+
 int nps_run_pipeline(const nps_config *config)
 {
     static pipeline pl;
@@ -1178,6 +1432,20 @@ int nps_run_pipeline(const nps_config *config)
     int layout = check_layout(&pl);
     if (layout != 0)
         return layout;
+    nps_http *http = NULL;
+    if (config->http[0]) {
+        nps_http_handlers handlers = {&pl, write_metrics, healthy, ready};
+        nps_error err = {{0}};
+        http = nps_http_start(config->http, &handlers, &err);
+        if (!http) {
+            log_line("%s", err.msg);
+            return 2;
+        }
+        char host[128];
+        int port;
+        nps_parse_host_port(config->http, host, sizeof(host), &port);
+        log_line("http: /metrics, /healthz and /readyz on %s:%d", host, nps_http_port(http));
+    }
     log_line("%d worker(s) consuming %s from %s (group %s), publishing to redis %s every %" PRId64
              " ms",
              pl.nworkers, config->topic, config->brokers, config->group, config->redis,
@@ -1210,6 +1478,7 @@ int nps_run_pipeline(const nps_config *config)
     pthread_join(flusher, NULL);
     for (int i = 0; i < pl.nworkers; i++)
         pthread_join(pl.workers[i].thread, NULL);
+    nps_http_stop(http);
     status_line(&pl, mono_ms() - start);
     for (int i = 0; i < pl.nworkers; i++) {
         rd_kafka_queue_destroy(pl.workers[i].queue);
@@ -1226,6 +1495,7 @@ int nps_run_pipeline(const nps_config *config)
         free(pl.units[u].lens);
     }
     free(pl.units);
+    free(pl.m.lags);
     free(pl.unit_names);
     for (int32_t p = 0; p < pl.table_cap; p++)
         free(pl.table[p].begin);

@@ -362,9 +362,11 @@ nps_status nps_state_merge(nps_state *state, const nps_delta *delta, int64_t now
             const nps_cell *cell = &dv->cells[c];
             uint32_t mapped = state->map[cell->segment];
             if (mapped & OVERFLOWED) {
-                st->overflowed += cell->sent;
+                uint64_t events = cell->sent;
                 for (int b = 0; b < NPS_BUCKETS; b++)
-                    st->overflowed += cell->h[b];
+                    events += cell->h[b];
+                st->overflowed += events;
+                st->overflowed_by_view[v] += events;
                 mapped &= ~OVERFLOWED;
             }
             segment_state *seg = vs->segments[mapped];

@@ -14,6 +14,7 @@ polling Redis (or the engine's log) against deadlines.
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -183,11 +184,42 @@ def scenario_exact(h):
                       % kafka_ts)
     e = s.engine(workers=2, extra=["--now", T])
     s.wait_fences(ends, 90)
+    checked = check_metrics(e, ref)
     e.terminate()
     n = itlib.compare(h.r, s.prefix, ref)
     s.close()
-    return ("exact: %s, %d (view,segment,window) hashes and 4 segment sets equal the reference"
-            % (ref.summary(), n))
+    return ("exact: %s, %d (view,segment,window) hashes and 4 segment sets equal the reference; "
+            "%s" % (ref.summary(), n, checked))
+
+
+def check_metrics(e, ref):
+    """/metrics agrees with the reference and passes promtool; /healthz and
+    /readyz answer 200 once the engine has published everything."""
+    m, text = e.metrics()
+    want = {("npstream_events_consumed_total", ""): ref.messages,
+            ("npstream_events_counted_total", ""): ref.valid,
+            ("npstream_events_late_total", ""): ref.late,
+            ("npstream_events_invalid_total", 'reason="future"'): ref.future}
+    for key, value in want.items():
+        if m.get(key) != value:
+            raise Failure("/metrics %s = %s, the reference says %s" % (key, m.get(key), value))
+    invalid = sum(v for (name, labels), v in m.items()
+                  if name == "npstream_events_invalid_total" and labels != 'reason="future"')
+    if invalid != ref.invalid:
+        raise Failure("/metrics invalid (not future) = %s, the reference says %d"
+                      % (invalid, ref.invalid))
+    if m.get(("npstream_flushes_total", ""), 0) < 1 or m.get(("npstream_redis_up", "")) != 1:
+        raise Failure("/metrics: no flush or Redis down:\n" + text[:2000])
+    check = subprocess.run(["promtool", "check", "metrics"], input=text.encode(),
+                           capture_output=True)
+    if check.returncode != 0:
+        raise Failure("promtool check metrics: %s" % (check.stdout + check.stderr).decode())
+    for path in ("/healthz", "/readyz"):
+        status, body = e.http_get(path)
+        if status != 200:
+            raise Failure("%s answered %d: %s" % (path, status, body))
+    return "/metrics equals the reference's counts and passes promtool, healthz and readyz 200"
+
 
 
 def scenario_crash(h):
@@ -348,6 +380,10 @@ def scenario_redis_restart(h):
         s.produce(chunks[1])
         outage = itlib.wait_for("the engine to log the Redis outage",
                                 lambda: e.alive() and re.search(OUTAGE, e.log()), 30)
+        status, body = e.http_get("/readyz")
+        if status != 503 or "redis" not in body:
+            raise Failure("/readyz with Redis down answered %d %r, expected 503 naming redis"
+                          % (status, body))
         # Not a check: Redis stays down a while, through several retries.
         time.sleep(2)
         e.alive()

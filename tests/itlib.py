@@ -251,6 +251,33 @@ class Engine:
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 
+    def http_get(self, path, timeout_s=20):
+        """(status, body) of GET path on the engine's --http port (read from
+        its log line `http: ... on HOST:PORT`)."""
+        import urllib.error
+        import urllib.request
+        found = wait_for("the engine's http line", lambda: self.alive() and re.search(
+            r"http: .* on (127\.0\.0\.1:\d+)", self.log()), timeout_s)
+        url = "http://%s%s" % (found.group(1), path)
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
+
+    def metrics(self):
+        """/metrics parsed: {(name, labels-string): value}."""
+        status, text = self.http_get("/metrics")
+        if status != 200:
+            raise Failure("/metrics answered %d: %s" % (status, text[:200]))
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                key, value = line.rsplit(" ", 1)
+                name, _, labels = key.partition("{")
+                out[(name, labels.rstrip("}"))] = float(value)
+        return out, text
+
     def log_tail(self, lines=30):
         return "\n".join(self.log().splitlines()[-lines:])
 
@@ -293,7 +320,7 @@ def engine_args(broker, topic, group, redis_address, prefix, views, workers=2, f
                 extra=()):
     args = ["--brokers", broker.bootstrap, "--topic", topic, "--group", group,
             "--redis", redis_address, "--prefix", prefix, "--workers", workers,
-            "--flush-ms", flush_ms, "--buckets", BUCKETS]
+            "--flush-ms", flush_ms, "--buckets", BUCKETS, "--http", "127.0.0.1:0"]
     for name, dims in views.items():
         if dims:
             args += ["--view", "%s=%s" % (name, ",".join(dims))]
