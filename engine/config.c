@@ -24,6 +24,7 @@ typedef enum setting_type {
     T_SHARE,    /* double in [0, 1] */
     T_VIEWS,    /* repeatable NAME=DIM[,DIM...] */
     T_WINDOWS,  /* list of durations */
+    T_SECRET,   /* char[]: a password; "@FILE" reads it from FILE */
 } setting_type;
 
 typedef struct setting {
@@ -64,14 +65,19 @@ static const setting settings[] = {
      "Kafka bootstrap servers. run: consume --topic (without it, run reads --input); "
      "gen: produce to --topic (without it, gen writes --output)"},
     {"topic", T_STRING, FIELD(topic), "nps-events",
-     NPS_CMD_RUN | NPS_CMD_GEN | NPS_CMD_BROKER | NPS_CMD_DEMO, 0, 0,
-     "NAME", "the Kafka topic of survey events"},
+     NPS_CMD_RUN | NPS_CMD_GEN | NPS_CMD_BROKER | NPS_CMD_DEMO, 0, 0, "NAME",
+     "the Kafka topic of survey events"},
     {"group", T_STRING, FIELD(group), "npstream", NPS_CMD_RUN, 0, 0, "NAME",
      "Kafka consumer group; instances in one group split the partitions"},
-    {"redis", T_STRING, FIELD(redis), "127.0.0.1:6379", NPS_CMD_RUN | NPS_CMD_TOP | NPS_CMD_DEMO, 0, 0,
-     "HOST:PORT", "the Redis that receives (run) or serves (top) the rollups"},
-    {"prefix", T_STRING, FIELD(prefix), "nps", NPS_CMD_RUN | NPS_CMD_TOP | NPS_CMD_DEMO, 0, 0, "PREFIX",
-     "first part of every Redis key (PREFIX:win:..., PREFIX:offsets:...)"},
+    {"redis", T_STRING, FIELD(redis), "127.0.0.1:6379", NPS_CMD_RUN | NPS_CMD_TOP | NPS_CMD_DEMO, 0,
+     0, "HOST:PORT", "the Redis that receives (run) or serves (top) the rollups"},
+    {"redis-user", T_STRING, FIELD(redis_user), "", NPS_CMD_RUN | NPS_CMD_TOP | NPS_CMD_DEMO, 0, 0,
+     "USER", "Redis ACL user (AUTH user password); empty: AUTH with the password alone"},
+    {"redis-password", T_SECRET, FIELD(redis_password), "",
+     NPS_CMD_RUN | NPS_CMD_TOP | NPS_CMD_DEMO, 0, 0, "PASSWORD|@FILE",
+     "Redis password; @FILE reads it from a file. Never printed"},
+    {"prefix", T_STRING, FIELD(prefix), "nps", NPS_CMD_RUN | NPS_CMD_TOP | NPS_CMD_DEMO, 0, 0,
+     "PREFIX", "first part of every Redis key (PREFIX:win:..., PREFIX:offsets:...)"},
     {"workers", T_INT, FIELD(workers), "0", NPS_CMD_RUN | NPS_CMD_DEMO, 0, 1024, "N",
      "worker threads, each a consumer owning whole partitions; 0 means one per core"},
     {"flush-ms", T_INT, FIELD(flush_ms), "1000", NPS_CMD_RUN | NPS_CMD_DEMO, 10, 3600000, "MS",
@@ -160,12 +166,77 @@ static bool parse_int(const char *text, int64_t *out)
     return true;
 }
 
+/* A secret value, or "@FILE": the file's first line. Messages name the
+ * setting and the file, never the value. */
+static nps_status set_secret(loader *ld, const char *name, char *field, size_t size,
+                             const char *value)
+{
+    if (value[0] != '@') {
+        if (strlen(value) >= size) {
+            nps_error_set(ld->err, "%s (%s): longer than %zu bytes", name, ld->source, size - 1);
+            return NPS_ERR_INVALID;
+        }
+        strcpy(field, value);
+        return NPS_OK;
+    }
+    FILE *f = fopen(value + 1, "r");
+    if (!f) {
+        nps_error_set(ld->err, "%s (%s): cannot read %s: %s", name, ld->source, value + 1,
+                      strerror(errno));
+        return NPS_ERR_INVALID;
+    }
+    bool ok = fgets(field, (int)size, f) != NULL;
+    fclose(f);
+    if (!ok) {
+        nps_error_set(ld->err, "%s (%s): %s is empty", name, ld->source, value + 1);
+        return NPS_ERR_INVALID;
+    }
+    field[strcspn(field, "\r\n")] = '\0';
+    return NPS_OK;
+}
+
+bool nps_config_is_secret(const char *name)
+{
+    return strstr(name, "password") || strstr(name, "secret") || strstr(name, ".key") ||
+           strstr(name, "token");
+}
+
+/* kafka.<property> = value: passed to librdkafka as is (a later source
+ * replaces an earlier one's value). */
+static nps_status set_kafka(loader *ld, const char *property, const char *value)
+{
+    nps_config *c = ld->config;
+    if (!*property || strlen(property) >= sizeof(c->kafka_keys[0])) {
+        nps_error_set(ld->err, "kafka.%s (%s): not a librdkafka property name", property,
+                      ld->source);
+        return NPS_ERR_INVALID;
+    }
+    int i = 0;
+    while (i < c->nkafka && strcmp(c->kafka_keys[i], property) != 0)
+        i++;
+    if (i == NPS_MAX_KAFKA_PROPS) {
+        nps_error_set(ld->err, "kafka.%s (%s): more than %d kafka.* properties", property,
+                      ld->source, NPS_MAX_KAFKA_PROPS);
+        return NPS_ERR_INVALID;
+    }
+    snprintf(c->kafka_keys[i], sizeof(c->kafka_keys[i]), "%s", property);
+    char name[160];
+    snprintf(name, sizeof(name), "kafka.%s", property);
+    if (set_secret(ld, name, c->kafka_values[i], sizeof(c->kafka_values[i]), value) != NPS_OK)
+        return NPS_ERR_INVALID;
+    if (i == c->nkafka)
+        c->nkafka++;
+    return NPS_OK;
+}
+
 static nps_status set_value(loader *ld, const setting *s, const char *value, int level)
 {
     void *field = (char *)ld->config + s->offset;
     nps_error inner;
     int64_t integer;
     switch (s->type) {
+    case T_SECRET:
+        return set_secret(ld, s->name, field, s->size, value);
     case T_STRING:
         if (strlen(value) >= s->size) {
             nps_error_set(ld->err, "%s (%s): longer than %zu bytes", s->name, ld->source,
@@ -277,6 +348,15 @@ static int read_file_setting(void *user, const char *section, const char *name, 
 {
     loader *ld = user;
     (void)section; /* sections are allowed for readability, not meaning */
+    if (strncmp(name, "kafka.", 6) == 0) {
+        if (!(ld->command & (NPS_CMD_RUN | NPS_CMD_GEN | NPS_CMD_DEMO)))
+            return 1;
+        if (set_kafka(ld, name + 6, value) != NPS_OK) {
+            ld->failed = true;
+            return 0;
+        }
+        return 1;
+    }
     const setting *s = find_setting(name, strlen(name), ld->command);
     if (!s) {
         nps_error_set(ld->err, "%s: unknown setting '%s'", ld->source, name);
@@ -355,8 +435,40 @@ nps_status nps_config_load(nps_config *config, unsigned command, int argc, char 
             return NPS_ERR_INVALID;
     }
 
+    /* NPSTREAM_KAFKA_SASL_PASSWORD is kafka.sasl.password */
+    for (char **e = envp; e && *e && (command & (NPS_CMD_RUN | NPS_CMD_GEN | NPS_CMD_DEMO)); e++) {
+        if (strncmp(*e, "NPSTREAM_KAFKA_", 15) != 0 || !strchr(*e, '='))
+            continue;
+        char property[128];
+        size_t n = 0;
+        for (const char *p = *e + 15; *p != '=' && n + 1 < sizeof(property); p++)
+            property[n++] = *p == '_' ? '.' : (char)tolower((unsigned char)*p);
+        property[n] = '\0';
+        snprintf(source, sizeof(source), "from NPSTREAM_KAFKA_...");
+        ld.source = source;
+        if (set_kafka(&ld, property, strchr(*e, '=') + 1) != NPS_OK)
+            return NPS_ERR_INVALID;
+    }
+
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
+        if (strncmp(arg, "--kafka.", 8) == 0 &&
+            (command & (NPS_CMD_RUN | NPS_CMD_GEN | NPS_CMD_DEMO))) {
+            const char *eq = strchr(arg, '=');
+            char property[128];
+            snprintf(property, sizeof(property), "%.*s",
+                     (int)(eq ? eq - arg - 8 : (long)strlen(arg + 8)), arg + 8);
+            const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!value) {
+                nps_error_set(err, "--kafka.%s needs a value", property);
+                return NPS_ERR_INVALID;
+            }
+            snprintf(source, sizeof(source), "from --kafka.%s", property);
+            ld.source = source;
+            if (set_kafka(&ld, property, value) != NPS_OK)
+                return NPS_ERR_INVALID;
+            continue;
+        }
         if (strncmp(arg, "--", 2) != 0) {
             nps_error_set(err, "unexpected argument '%s' (settings are --name VALUE)", arg);
             return NPS_ERR_INVALID;
@@ -398,8 +510,8 @@ nps_status nps_config_load(nps_config *config, unsigned command, int argc, char 
     struct timespec wall, mono;
     clock_gettime(CLOCK_REALTIME, &wall);
     clock_gettime(CLOCK_MONOTONIC, &mono);
-    config->clock_base_ms = config->now_ms ? config->now_ms
-                                           : (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
+    config->clock_base_ms =
+        config->now_ms ? config->now_ms : (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
     config->clock_base_mono_ms = (int64_t)mono.tv_sec * 1000 + mono.tv_nsec / 1000000;
     return NPS_OK;
 }
@@ -409,8 +521,8 @@ int64_t nps_clock_now_ms(const nps_config *config)
     struct timespec ts;
     if (config->time_scale > 1) {
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        int64_t elapsed = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 -
-                          config->clock_base_mono_ms;
+        int64_t elapsed =
+            (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - config->clock_base_mono_ms;
         return config->clock_base_ms + elapsed * config->time_scale;
     }
     if (config->now_ms)
@@ -441,6 +553,11 @@ bool nps_parse_host_port(const char *text, char *host, size_t host_size, int *po
 void nps_config_print_help(unsigned command, void *stream)
 {
     FILE *out = stream;
+    if (command & (NPS_CMD_RUN | NPS_CMD_GEN | NPS_CMD_DEMO))
+        fprintf(out, "  %-34s %s\n  %-34s   [%s]\n", "--kafka.PROPERTY VALUE",
+                "any librdkafka property (SASL, SSL, ...), passed as is; @FILE reads the value "
+                "from a file; secret values are never printed",
+                "", "NPSTREAM_KAFKA_PROPERTY, with _ for .");
     for (size_t i = 0; i < NSETTINGS; i++) {
         const setting *s = &settings[i];
         if (!applies(s, command))

@@ -18,6 +18,7 @@
 #include "window.h"
 
 #define NPS_PATH_MAX 1024
+#define NPS_MAX_KAFKA_PROPS 32
 
 typedef struct nps_config {
     char config_file[NPS_PATH_MAX];
@@ -39,6 +40,12 @@ typedef struct nps_config {
     char topic[256];
     char group[256];
     char redis[256];    /* HOST:PORT */
+    char redis_user[128];
+    char redis_password[512]; /* secret: never printed */
+    /* librdkafka properties passed through (kafka.<property> = value) */
+    int nkafka;
+    char kafka_keys[NPS_MAX_KAFKA_PROPS][128];
+    char kafka_values[NPS_MAX_KAFKA_PROPS][1024];
     char prefix[64];    /* Redis key prefix */
     int64_t workers;    /* 0: one per core */
     int64_t flush_ms;
@@ -84,6 +91,10 @@ int64_t nps_clock_now_ms(const nps_config *config);
 
 /* Split "HOST:PORT" (port default 6379). False on a malformed address. */
 bool nps_parse_host_port(const char *text, char *host, size_t host_size, int *port);
+
+/* Whether a setting or librdkafka property holds a secret (its value is
+ * never printed): names with password, secret or key material. */
+bool nps_config_is_secret(const char *name);
 
 /* Print the settings of `command` with their flags, variables, defaults
  * and descriptions. */

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "redis_sink.h"
 
 extern char **environ;
 
@@ -245,6 +246,12 @@ static bool wait_published(const nps_config *config)
             redisFree(redis);
         return false;
     }
+    nps_error auth_err = {{0}};
+    if (!nps_redis_auth(redis, config->redis_user, config->redis_password, &auth_err)) {
+        fprintf(stderr, "npstream demo: %s\n", auth_err.msg);
+        redisFree(redis);
+        return false;
+    }
     bool ok = false;
     for (long waited = 0; waited < DEMO_WAIT_MS && !interrupted; waited += 200) {
         int64_t done = published(redis, config, views);
@@ -278,6 +285,12 @@ static bool redis_is_fresh(const nps_config *config)
                 config->redis, redis ? redis->errstr : "no memory", port);
         if (redis)
             redisFree(redis);
+        return false;
+    }
+    nps_error auth_err = {{0}};
+    if (!nps_redis_auth(redis, config->redis_user, config->redis_password, &auth_err)) {
+        fprintf(stderr, "npstream demo: %s\n", auth_err.msg);
+        redisFree(redis);
         return false;
     }
     redisReply *r = redisCommand(redis, "EXISTS %s:views", config->prefix);
@@ -317,6 +330,11 @@ int nps_cmd_demo(int argc, char **argv)
     }
     if (!redis_is_fresh(&config))
         return 1;
+    /* The children read credentials from the environment, not argv (ps). */
+    if (config.redis_password[0])
+        setenv("NPSTREAM_REDIS_PASSWORD", config.redis_password, 1);
+    if (config.redis_user[0])
+        setenv("NPSTREAM_REDIS_USER", config.redis_user, 1);
     const char *log_path = "npstream-demo.log";
     int log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (log_fd < 0) {

@@ -23,6 +23,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "commands.h"
+#include "kafka_conf.h"
 
 #define GEN_PREFIX "npstream gen: "
 
@@ -139,7 +140,13 @@ static bool producer_start(gen_run *run)
     rd_kafka_conf_set_opaque(conf, run);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
+    nps_error err = {{0}};
     if (!conf_set_all(conf, run->config)) {
+        rd_kafka_conf_destroy(conf);
+        return false;
+    }
+    if (!nps_kafka_conf_apply(conf, run->config, &err)) {
+        fprintf(stderr, GEN_PREFIX "%s\n", err.msg);
         rd_kafka_conf_destroy(conf);
         return false;
     }

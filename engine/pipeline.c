@@ -41,6 +41,7 @@
 
 #include "commands.h"
 #include "http.h"
+#include "kafka_conf.h"
 #include "redis_sink.h"
 #include "shard.h"
 #include "state.h"
@@ -1120,6 +1121,10 @@ static rd_kafka_t *new_consumer(worker *w, nps_error *err)
             return NULL;
         }
     }
+    if (!nps_kafka_conf_apply(conf, config, err)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_log_cb(conf, kafka_log);
     rd_kafka_conf_set_opaque(conf, w);
@@ -1188,6 +1193,7 @@ static int setup(pipeline *pl, const nps_config *config)
     pl->workers = calloc((size_t)pl->nworkers, sizeof(worker));
     if (!pl->redis || !pl->workers)
         goto fail;
+    nps_redis_set_auth(pl->redis, config->redis_user, config->redis_password);
     for (int i = 0; i < pl->nworkers; i++) {
         worker *w = &pl->workers[i];
         w->pl = pl;
@@ -1195,6 +1201,8 @@ static int setup(pipeline *pl, const nps_config *config)
         w->epoch = 1;
         w->shard = nps_shard_new(config, &err);
         w->redis = w->shard ? nps_redis_new(config->redis, REDIS_TIMEOUT_MS, &err) : NULL;
+        if (w->redis)
+            nps_redis_set_auth(w->redis, config->redis_user, config->redis_password);
         w->rk = w->redis ? new_consumer(w, &err) : NULL;
         if (!w->rk)
             goto fail;
@@ -1233,6 +1241,10 @@ static int check_layout(pipeline *pl)
         if (!got) {
             if (set)
                 freeReplyObject(set);
+            if (nps_redis_auth_refused(pl->redis)) {
+                log_line("%s; check --redis-user and --redis-password", err.msg);
+                return 1;
+            }
             if (!logged)
                 log_line("%s; waiting for Redis to check the view layout", err.msg);
             logged = true;

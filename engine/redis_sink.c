@@ -19,7 +19,10 @@ struct nps_redis {
     int port;
     int timeout_ms;
     redisContext *ctx;
-    char sha[41]; /* empty until loaded on this connection's server */
+    char user[128];
+    char password[512];
+    char sha[41];
+    bool auth_refused; /* the last connection attempt was refused by AUTH */ /* empty until loaded on this connection's server */
 };
 
 nps_redis *nps_redis_new(const char *address, int timeout_ms, nps_error *err)
@@ -37,6 +40,29 @@ nps_redis *nps_redis_new(const char *address, int timeout_ms, nps_error *err)
     }
     redis->timeout_ms = timeout_ms;
     return redis;
+}
+
+void nps_redis_set_auth(nps_redis *redis, const char *user, const char *password)
+{
+    snprintf(redis->user, sizeof(redis->user), "%s", user);
+    snprintf(redis->password, sizeof(redis->password), "%s", password);
+}
+
+bool nps_redis_auth(redisContext *ctx, const char *user, const char *password, nps_error *err)
+{
+    if (!password[0])
+        return true;
+    redisReply *r = user[0] ? redisCommand(ctx, "AUTH %s %s", user, password)
+                            : redisCommand(ctx, "AUTH %s", password);
+    bool ok = r && r->type == REDIS_REPLY_STATUS;
+    if (!ok)
+        nps_error_set(err, "redis AUTH%s%s refused: %s", user[0] ? " as " : "", user,
+                      !r                             ? ctx->errstr
+                      : r->type == REDIS_REPLY_ERROR ? r->str
+                                                     : "unexpected reply");
+    if (r)
+        freeReplyObject(r);
+    return ok;
 }
 
 static void drop(nps_redis *redis)
@@ -73,6 +99,13 @@ static bool connect_now(nps_redis *redis, nps_error *err)
         return false;
     }
     redisSetTimeout(redis->ctx, tv);
+    nps_error auth_err = {{0}};
+    redis->auth_refused = !nps_redis_auth(redis->ctx, redis->user, redis->password, &auth_err);
+    if (redis->auth_refused) {
+        nps_error_set(err, "redis %s: %s", redis->address, auth_err.msg);
+        drop(redis);
+        return false;
+    }
     return true;
 }
 
@@ -191,4 +224,9 @@ size_t nps_redis_flush_units(nps_redis *redis, size_t n, const nps_redis_cmd *cm
     if (noscript && redis->ctx)
         redis->sha[0] = '\0';
     return got;
+}
+
+bool nps_redis_auth_refused(const nps_redis *redis)
+{
+    return redis->auth_refused;
 }

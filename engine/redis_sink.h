@@ -23,6 +23,18 @@ void nps_redis_free(nps_redis *redis);
 
 const char *nps_redis_address(const nps_redis *redis);
 
+/* Authenticate every connection: AUTH user password (ACL), or AUTH
+ * password when user is empty; nothing when password is empty. */
+void nps_redis_set_auth(nps_redis *redis, const char *user, const char *password);
+
+/* True when the last connection attempt failed because Redis refused
+ * the credentials (a configuration error, not an outage). */
+bool nps_redis_auth_refused(const nps_redis *redis);
+
+/* AUTH on a connection made elsewhere (top, demo). False with err set
+ * (without the password) when Redis refuses. */
+bool nps_redis_auth(redisContext *ctx, const char *user, const char *password, nps_error *err);
+
 /* A command from argv; NULL (with err set) on a connection error. A
  * Redis error reply is returned as a reply of type REDIS_REPLY_ERROR. */
 redisReply *nps_redis_argv(nps_redis *redis, int argc, const char **argv, const size_t *lens,

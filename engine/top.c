@@ -36,6 +36,7 @@
 
 #include "commands.h"
 #include "config.h"
+#include "redis_sink.h"
 #include "view.h"
 #include "window.h"
 
@@ -257,6 +258,10 @@ static bool session_connect(top_session *s, nps_error *err)
                       redis ? redis->errstr : "out of memory");
         if (redis)
             redisFree(redis);
+        return false;
+    }
+    if (!nps_redis_auth(redis, s->config->redis_user, s->config->redis_password, err)) {
+        redisFree(redis);
         return false;
     }
     s->redis = redis;

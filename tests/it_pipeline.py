@@ -420,6 +420,48 @@ def scenario_redis_restart(h):
                resyncs[-1] if resyncs else "?", n))
 
 
+def scenario_security(h):
+    """Redis ACL credentials from a file, refused credentials, and the
+    kafka.* pass-through: a real property works, a bad one fails clearly;
+    no secret appears in any log."""
+    s = Scenario(h, "security", partitions=4)
+    T = itlib.now_ms()
+    secret, wrong, kafka_secret = "s3cret-acl-pw", "not-the-pw-42", "hunter2-kafka-pw"
+    h.r.execute_command("ACL", "SETUSER", "npsapp", "on", ">" + secret, "~*", "&*", "+@all")
+    pw_file = os.path.join(h.work, "redis-password")
+    with open(pw_file, "w") as f:
+        f.write(secret + "\n")
+    s.produce(itlib.gen_events(h.npstream, h.work, 4000, 66, T, 0.0))
+    ref, ends = s.read_back(T)
+    e = s.engine(extra=["--now", T, "--redis-user", "npsapp", "--redis-password", "@" + pw_file,
+                        "--kafka.client.rack", "rack-1"])
+    s.wait_fences(ends, 60)
+    e.terminate()
+    n = itlib.compare(h.r, s.prefix, ref)
+    bad = s.engine(extra=["--now", T, "--redis-user", "npsapp", "--redis-password", wrong])
+    if bad.proc.wait(30) != 1 or "AUTH as npsapp refused" not in bad.log():
+        raise Failure("wrong Redis password: expected exit 1 naming the refused AUTH, got %s:\n%s"
+                      % (bad.proc.returncode, bad.log_tail()))
+    prop = s.engine(extra=["--kafka.no.such.property", "1"])
+    if prop.proc.wait(30) == 0 or "kafka.no.such.property" not in prop.log():
+        raise Failure("an unknown kafka.* property should fail naming it:\n" + prop.log_tail())
+    env = dict(os.environ, NPSTREAM_KAFKA_SASL_PASSWORD=kafka_secret)
+    leak = subprocess.run([h.npstream, "run", "--brokers", s.broker.bootstrap, "--topic", s.topic,
+                           "--redis", h.redis.address, "--kafka.security.protocol", "NOPE",
+                           "--http", ""], env=env, capture_output=True, timeout=60)
+    if leak.returncode == 0 or b"security.protocol" not in leak.stderr:
+        raise Failure("a bad kafka.security.protocol should fail naming it: %r" % leak.stderr[-500:])
+    # (each log's first line is the harness's own record of the command line)
+    logs = "".join(x.log().split("\n", 1)[1] for x in (e, bad, prop)) + leak.stderr.decode()
+    for word in (secret, wrong, kafka_secret):
+        if word in logs:
+            raise Failure("a secret appears in the engine's output: %r" % word)
+    s.close()
+    return ("security: ACL user with the password from a file published %d hashes equal to the "
+            "reference; a wrong password exits 1 naming the refused AUTH; bad kafka.* "
+            "properties fail naming the property; no secret in any output" % n)
+
+
 def scenario_windows(h):
     s = Scenario(h, "windows")
     T = itlib.now_ms()
@@ -489,7 +531,7 @@ class Harness:
 
 
 SCENARIOS = [scenario_exact, scenario_crash, scenario_rebalance, scenario_redis_restart,
-             scenario_windows]
+             scenario_windows, scenario_security]
 
 
 def main():
