@@ -85,6 +85,12 @@ static const setting settings[] = {
     {"http", T_STRING, FIELD(http), "127.0.0.1:9464", NPS_CMD_RUN, 0, 0, "HOST:PORT",
      "serve /metrics (Prometheus), /healthz and /readyz here; port 0 picks a free port, an "
      "empty value turns it off. Loopback unless you say otherwise"},
+    {"log-format", T_STRING, FIELD(log_format), "logfmt", NPS_CMD_RUN, 0, 0, "logfmt|json",
+     "one line per event: ts=... level=... component=... msg=\"...\", or the same as JSON"},
+    {"log-level", T_STRING, FIELD(log_level), "info", NPS_CMD_RUN, 0, 0, "LEVEL",
+     "debug, info, warn or error: the least severe level written"},
+    {"log-file", T_STRING, FIELD(log_file), "", NPS_CMD_RUN, 0, 0, "FILE",
+     "append the log to FILE (SIGHUP reopens it, for logrotate); empty: standard error"},
     {"buckets", T_INT, FIELD(buckets), "64", NPS_CMD_RUN | NPS_CMD_DEMO, 1, 4096, "N",
      "flush units per view: segments are split by hash into N buckets, each written by its "
      "own atomic script with its own fences, so no script holds Redis long. Fixed for a "

@@ -50,6 +50,9 @@ typedef struct nps_config {
     int64_t workers;    /* 0: one per core */
     int64_t flush_ms;
     char http[128]; /* metrics and health endpoint; empty: off */
+    char log_format[16];
+    char log_level[16];
+    char log_file[NPS_PATH_MAX];
     int64_t buckets; /* flush units per view */
     int64_t session_timeout_ms;
     int64_t time_scale; /* the engine clock runs this many times the wall clock */

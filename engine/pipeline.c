@@ -42,6 +42,7 @@
 #include "commands.h"
 #include "http.h"
 #include "kafka_conf.h"
+#include "log.h"
 #include "redis_sink.h"
 #include "shard.h"
 #include "state.h"
@@ -194,16 +195,7 @@ static void sleep_ms(int64_t ms)
     nanosleep(&ts, NULL);
 }
 
-static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void log_line(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "npstream run: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
+#define LOG(level, ...) nps_log(NPS_LOG_##level, "run", __VA_ARGS__)
 
 /* ---------------------------------------------------------------- fences */
 
@@ -286,7 +278,7 @@ static void push_registration(pipeline *pl, const registration *reg)
         registration *bigger = realloc(pl->regs, cap * sizeof(*bigger));
         if (!bigger) {
             pthread_mutex_unlock(&pl->lock);
-            log_line("out of memory registering a partition; exiting");
+            LOG(ERROR, "out of memory registering a partition; exiting");
             exit(1);
         }
         pl->regs = bigger;
@@ -305,7 +297,7 @@ static bool take_partitions(worker *w, rd_kafka_topic_partition_list_t *parts)
     int nunits = pl->nunits;
     int64_t *fences = calloc((size_t)parts->cnt * (size_t)nunits + 1, sizeof(int64_t));
     if (!fences) {
-        log_line("out of memory taking partitions; exiting");
+        LOG(ERROR, "out of memory taking partitions; exiting");
         exit(1);
     }
     nps_error err = {{0}};
@@ -317,7 +309,7 @@ static bool take_partitions(worker *w, rd_kafka_topic_partition_list_t *parts)
             return false;
         }
         if (!logged)
-            log_line("worker %d: cannot read fences (%s); retrying", w->id, err.msg);
+            LOG(WARN, "worker %d: cannot read fences (%s); retrying", w->id, err.msg);
         logged = true;
         sleep_ms(backoff);
         backoff = backoff < 2000 ? backoff * 2 : 2000;
@@ -327,7 +319,7 @@ static bool take_partitions(worker *w, rd_kafka_topic_partition_list_t *parts)
     for (int i = 0; i < parts->cnt; i++) {
         part_track *t = track(w, parts->elems[i].partition);
         if (!t) {
-            log_line("out of memory tracking partitions; exiting");
+            LOG(ERROR, "out of memory tracking partitions; exiting");
             exit(1);
         }
         registration reg = {.partition = parts->elems[i].partition,
@@ -337,7 +329,7 @@ static bool take_partitions(worker *w, rd_kafka_topic_partition_list_t *parts)
         if (!t->fence)
             t->fence = malloc((size_t)nunits * sizeof(int64_t));
         if (!reg.fence || !t->fence) {
-            log_line("out of memory taking partitions; exiting");
+            LOG(ERROR, "out of memory taking partitions; exiting");
             exit(1);
         }
         int64_t lowest = INT64_MAX, highest = -1;
@@ -388,7 +380,7 @@ static void publish(worker *w, bool wait)
     for (int32_t p = 0; p < w->parts_cap; p++) {
         part_track *t = &w->parts[p];
         if (t->assigned && t->next > t->published && !nps_delta_set_partition(delta, p, t->next)) {
-            log_line("out of memory recording progress; exiting");
+            LOG(ERROR, "out of memory recording progress; exiting");
             exit(1);
         }
     }
@@ -406,9 +398,10 @@ static void release_partitions(worker *w, const rd_kafka_topic_partition_list_t 
     pipeline *pl = w->pl;
     publish(w, true);
     if (!atomic_load(&pl->flusher_done) && !flush_and_wait(pl, REVOKE_FLUSH_WAIT_MS))
-        log_line("worker %d: revocation flush did not complete in %d ms; its counts stay "
-                 "pending (fences keep them exact)",
-                 w->id, REVOKE_FLUSH_WAIT_MS);
+        LOG(WARN,
+            "worker %d: revocation flush did not complete in %d ms; its counts stay "
+            "pending (fences keep them exact)",
+            w->id, REVOKE_FLUSH_WAIT_MS);
     for (int i = 0; i < parts->cnt; i++) {
         part_track *t = track(w, parts->elems[i].partition);
         if (t)
@@ -431,14 +424,14 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             return;
         }
         atomic_store(&w->assigned, parts->cnt);
-        log_line("worker %d: assigned %d partition(s)", w->id, parts->cnt);
+        LOG(INFO, "worker %d: assigned %d partition(s)", w->id, parts->cnt);
         rd_kafka_resp_err_t aerr = rd_kafka_assign(rk, parts);
         if (aerr)
-            log_line("worker %d: assign failed: %s", w->id, rd_kafka_err2str(aerr));
+            LOG(WARN, "worker %d: assign failed: %s", w->id, rd_kafka_err2str(aerr));
     } else {
         release_partitions(w, parts);
         atomic_store(&w->assigned, 0);
-        log_line("worker %d: revoked %d partition(s)", w->id, parts->cnt);
+        LOG(INFO, "worker %d: revoked %d partition(s)", w->id, parts->cnt);
         rd_kafka_assign(rk, NULL);
     }
 }
@@ -456,8 +449,8 @@ static void resync_worker(worker *w)
     if (parts->cnt > 0 && take_partitions(w, parts)) {
         rd_kafka_error_t *error = rd_kafka_seek_partitions(w->rk, parts, 10000);
         if (error) {
-            log_line("worker %d: seek after resync failed: %s", w->id,
-                     rd_kafka_error_string(error));
+            LOG(WARN, "worker %d: seek after resync failed: %s", w->id,
+                rd_kafka_error_string(error));
             rd_kafka_error_destroy(error);
         }
     }
@@ -481,7 +474,7 @@ static void count_message(worker *w, const rd_kafka_message_t *m)
         nps_shard_add_fenced(w->shard, m->payload ? m->payload : "", m->len, kafka_ts, fences,
                              w->pl->buckets, m->offset, &reason, NULL, 0);
     if (status != NPS_OK) {
-        log_line("worker %d: out of memory counting; exiting so nothing is lost", w->id);
+        LOG(ERROR, "worker %d: out of memory counting; exiting so nothing is lost", w->id);
         exit(1);
     }
     t->next = m->offset + 1;
@@ -502,7 +495,7 @@ static void *worker_main(void *arg)
             rd_kafka_message_t *m = batch[i];
             if (m->err) {
                 if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && errors++ % 1000 == 0)
-                    log_line("worker %d: consumer error: %s", w->id, rd_kafka_message_errstr(m));
+                    LOG(WARN, "worker %d: consumer error: %s", w->id, rd_kafka_message_errstr(m));
             } else if (w->epoch == atomic_load(&pl->epoch)) {
                 count_message(w, m);
                 if (nps_shard_segments_at(w->shard, pl->config->max_segments))
@@ -564,7 +557,7 @@ static void entry_reset(fence_entry *e)
  * fences in Redis. */
 static void resync(pipeline *pl, const char *why)
 {
-    log_line("resync: %s; dropping unflushed counts and re-reading from the fences", why);
+    LOG(WARN, "resync: %s; dropping unflushed counts and re-reading from the fences", why);
     nps_state_clear_counts(pl->pending);
     for (int32_t p = 0; p < pl->table_cap; p++)
         entry_reset(&pl->table[p]);
@@ -621,7 +614,7 @@ static void merge_delta(pipeline *pl, nps_delta *delta)
         return; /* counted before a resync */
     nps_error err = {{0}};
     if (nps_state_merge(pl->pending, delta, nps_clock_now_ms(pl->config), &err) != NPS_OK) {
-        log_line("%s; exiting so nothing is lost", err.msg);
+        LOG(ERROR, "%s; exiting so nothing is lost", err.msg);
         exit(1);
     }
     if (delta->oldest_source_ms &&
@@ -783,7 +776,7 @@ static void start_flush(pipeline *pl)
         }
     }
     if (!ok) {
-        log_line("out of memory encoding a flush; exiting so nothing is lost");
+        LOG(ERROR, "out of memory encoding a flush; exiting so nothing is lost");
         exit(1);
     }
     nps_state_clear_counts(pl->pending);
@@ -800,9 +793,9 @@ static void set_redis_state(pipeline *pl, bool ok, const char *msg)
     pl->redis_down = !ok;
     atomic_store(&pl->redis_ok, ok);
     if (ok)
-        log_line("redis %s is back; publishing", nps_redis_address(pl->redis));
+        LOG(INFO, "redis %s is back; publishing", nps_redis_address(pl->redis));
     else
-        log_line("%s; still consuming and aggregating, retrying with backoff", msg);
+        LOG(WARN, "%s; still consuming and aggregating, retrying with backoff", msg);
 }
 
 /* Fences advanced: commit the smallest fence of each owned partition to
@@ -956,7 +949,7 @@ static void send_units(pipeline *pl)
     const char **args = malloc((total_args + 1) * sizeof(char *));
     redisReply **replies = calloc(n + 1, sizeof(redisReply *));
     if (!which || !cmds || !args || !replies) {
-        log_line("out of memory sending a flush; exiting so nothing is lost");
+        LOG(ERROR, "out of memory sending a flush; exiting so nothing is lost");
         exit(1);
     }
     size_t k = 0, a = 0;
@@ -1067,8 +1060,8 @@ static void *flusher_main(void *arg)
         if (stopping && !pl->outstanding && !has_pending(pl))
             break;
         if (stopping && now > stop_deadline) {
-            log_line("redis unavailable at shutdown: unflushed counts are dropped; the next "
-                     "start re-reads them from Kafka (the fences did not move)");
+            LOG(WARN, "redis unavailable at shutdown: unflushed counts are dropped; the next "
+                      "start re-reads them from Kafka (the fences did not move)");
             break;
         }
         if (!busy)
@@ -1091,7 +1084,11 @@ static void kafka_log(const rd_kafka_t *rk, int level, const char *facility, con
     (void)rk;
     if (strcmp(facility, "COMMITFAIL") == 0)
         return;
-    log_line("kafka %s (level %d): %s", facility, level, text);
+    nps_log(level <= 3   ? NPS_LOG_ERROR
+            : level == 4 ? NPS_LOG_WARN
+            : level <= 6 ? NPS_LOG_INFO
+                         : NPS_LOG_DEBUG,
+            "kafka", "%s: %s", facility, text);
 }
 
 static rd_kafka_t *new_consumer(worker *w, nps_error *err)
@@ -1210,7 +1207,7 @@ static int setup(pipeline *pl, const nps_config *config)
     }
     return 0;
 fail:
-    log_line("%s", err.msg[0] ? err.msg : "out of memory");
+    LOG(ERROR, "%s", err.msg[0] ? err.msg : "out of memory");
     return 1;
 }
 
@@ -1242,11 +1239,11 @@ static int check_layout(pipeline *pl)
             if (set)
                 freeReplyObject(set);
             if (nps_redis_auth_refused(pl->redis)) {
-                log_line("%s; check --redis-user and --redis-password", err.msg);
+                LOG(ERROR, "%s; check --redis-user and --redis-password", err.msg);
                 return 1;
             }
             if (!logged)
-                log_line("%s; waiting for Redis to check the view layout", err.msg);
+                LOG(WARN, "%s; waiting for Redis to check the view layout", err.msg);
             logged = true;
             sigset_t pending;
             sigpending(&pending);
@@ -1257,10 +1254,10 @@ static int check_layout(pipeline *pl)
         }
         bool same = got->type == REDIS_REPLY_STRING && strcmp(got->str, want) == 0;
         if (!same)
-            log_line("view %s is published under prefix '%s' as '%s' (dimensions|buckets); this "
-                     "engine has '%s'. Use another --prefix, or the same views and --buckets",
-                     vw->name, config->prefix, got->type == REDIS_REPLY_STRING ? got->str : "?",
-                     want);
+            LOG(ERROR,
+                "view %s is published under prefix '%s' as '%s' (dimensions|buckets); this "
+                "engine has '%s'. Use another --prefix, or the same views and --buckets",
+                vw->name, config->prefix, got->type == REDIS_REPLY_STRING ? got->str : "?", want);
         freeReplyObject(set);
         freeReplyObject(got);
         if (!same)
@@ -1280,11 +1277,12 @@ static void status_line(pipeline *pl, int64_t elapsed_ms)
     uint64_t invalid = 0;
     for (int r = 0; r < NPS_INVALID_REASONS; r++)
         invalid += st.invalid[r];
-    log_line("%" PRIu64 " messages in %.0f s, %" PRIu64 " invalid, %" PRIu64 " late; %" PRIu64
-             " flushes (last %.1f ms), %" PRIu64 " resyncs; redis %s",
-             messages, (double)elapsed_ms / 1000, invalid, st.late, atomic_load(&pl->flushes),
-             (double)atomic_load(&pl->last_flush_us) / 1000, atomic_load(&pl->resyncs),
-             atomic_load(&pl->redis_ok) ? "ok" : "unavailable");
+    LOG(INFO,
+        "%" PRIu64 " messages in %.0f s, %" PRIu64 " invalid, %" PRIu64 " late; %" PRIu64
+        " flushes (last %.1f ms), %" PRIu64 " resyncs; redis %s",
+        messages, (double)elapsed_ms / 1000, invalid, st.late, atomic_load(&pl->flushes),
+        (double)atomic_load(&pl->last_flush_us) / 1000, atomic_load(&pl->resyncs),
+        atomic_load(&pl->redis_ok) ? "ok" : "unavailable");
 }
 
 /* ---------------------------------------------------------------- /metrics */
@@ -1437,7 +1435,13 @@ int nps_run_pipeline(const nps_config *config)
     sigemptyset(&signals);
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    const char *why = NULL;
+    if (!nps_log_setup(config->log_format, config->log_level, config->log_file, &why)) {
+        fprintf(stderr, "npstream run: %s\n", why);
+        return 2;
+    }
     atomic_init(&pl.redis_ok, true);
     if (setup(&pl, config) != 0)
         return 1;
@@ -1450,18 +1454,18 @@ int nps_run_pipeline(const nps_config *config)
         nps_error err = {{0}};
         http = nps_http_start(config->http, &handlers, &err);
         if (!http) {
-            log_line("%s", err.msg);
+            LOG(ERROR, "%s", err.msg);
             return 2;
         }
         char host[128];
         int port;
         nps_parse_host_port(config->http, host, sizeof(host), &port);
-        log_line("http: /metrics, /healthz and /readyz on %s:%d", host, nps_http_port(http));
+        LOG(INFO, "http: /metrics, /healthz and /readyz on %s:%d", host, nps_http_port(http));
     }
-    log_line("%d worker(s) consuming %s from %s (group %s), publishing to redis %s every %" PRId64
-             " ms",
-             pl.nworkers, config->topic, config->brokers, config->group, config->redis,
-             config->flush_ms);
+    LOG(INFO,
+        "%d worker(s) consuming %s from %s (group %s), publishing to redis %s every %" PRId64 " ms",
+        pl.nworkers, config->topic, config->brokers, config->group, config->redis,
+        config->flush_ms);
     pthread_t flusher;
     pthread_create(&flusher, NULL, flusher_main, &pl);
     for (int i = 0; i < pl.nworkers; i++)
@@ -1470,8 +1474,13 @@ int nps_run_pipeline(const nps_config *config)
     for (;;) {
         struct timespec wait = {0, 200L * 1000000};
         int sig = sigtimedwait(&signals, NULL, &wait);
+        if (sig == SIGHUP) {
+            nps_log_reopen();
+            LOG(INFO, "SIGHUP: log file reopened");
+            continue;
+        }
         if (sig == SIGINT || sig == SIGTERM) {
-            log_line("signal %d: stopping (flushing first; a second signal exits at once)", sig);
+            LOG(INFO, "signal %d: stopping (flushing first; a second signal exits at once)", sig);
             atomic_store(&pl.stop, true);
             break;
         }
@@ -1484,6 +1493,8 @@ int nps_run_pipeline(const nps_config *config)
     struct timespec wait = {0, 100L * 1000000};
     while (!atomic_load(&pl.flusher_done)) {
         int sig = sigtimedwait(&signals, NULL, &wait);
+        if (sig == SIGHUP)
+            nps_log_reopen();
         if (sig == SIGINT || sig == SIGTERM)
             _exit(130);
     }

@@ -11,6 +11,7 @@ Each scenario has its own broker (one topic), consumer group and key
 prefix; they share one private redis-server. Conditions are awaited by
 polling Redis (or the engine's log) against deadlines.
 """
+import json
 import os
 import re
 import signal
@@ -462,6 +463,45 @@ def scenario_security(h):
             "properties fail naming the property; no secret in any output" % n)
 
 
+def scenario_logs(h):
+    """--log-format json to --log-file: every line is a JSON object with
+    ts, level, component and msg; SIGHUP reopens the file after logrotate
+    moved it; --log-level warn drops info lines."""
+    s = Scenario(h, "logs", partitions=2)
+    T = itlib.now_ms()
+    s.produce(itlib.gen_events(h.npstream, h.work, 2000, 77, T, 0.0))
+    _, ends = s.read_back(T)
+    path = os.path.join(h.work, "engine.jsonl")
+    e = s.engine(extra=["--now", T, "--log-format", "json", "--log-file", path])
+    s.wait_fences(ends, 60)
+    os.rename(path, path + ".1")
+    e.proc.send_signal(signal.SIGHUP)
+    itlib.wait_for("the log file reopened after SIGHUP", lambda: os.path.exists(path), 20)
+    e.terminate()
+    lines = open(path + ".1").read().splitlines() + open(path).read().splitlines()
+    for line in lines:
+        rec = json.loads(line)
+        if set(rec) != {"ts", "level", "component", "msg"} or rec["level"] not in (
+                "debug", "info", "warn", "error"):
+            raise Failure("not a log record: %r" % line)
+    if not any("assigned" in json.loads(l)["msg"] for l in lines):
+        raise Failure("no assignment line in the JSON log")
+    if not any("stopping" in json.loads(l)["msg"] for l in open(path).read().splitlines()):
+        raise Failure("after SIGHUP the reopened file did not get the later lines")
+    quiet_path = os.path.join(h.work, "quiet.log")
+    q = s.engine(extra=["--now", T, "--log-level", "warn", "--log-file", quiet_path,
+                        "--group", "g-logs-quiet"])
+    itlib.wait_for("the quiet engine to publish", lambda: q.alive() and itlib.fences(
+        h.r, s.prefix, "g-logs-quiet", s.topic), 30)
+    q.terminate()
+    quiet = open(quiet_path).read().splitlines()
+    if any(" level=info " in l or " level=debug " in l for l in quiet):
+        raise Failure("--log-level warn wrote info lines: %r" % quiet[:3])
+    s.close()
+    return ("logs: %d JSON records (ts, level, component, msg) across a logrotate move and "
+            "SIGHUP; --log-level warn wrote %d lines, none info" % (len(lines), len(quiet)))
+
+
 def scenario_windows(h):
     s = Scenario(h, "windows")
     T = itlib.now_ms()
@@ -531,7 +571,7 @@ class Harness:
 
 
 SCENARIOS = [scenario_exact, scenario_crash, scenario_rebalance, scenario_redis_restart,
-             scenario_windows, scenario_security]
+             scenario_windows, scenario_security, scenario_logs]
 
 
 def main():
