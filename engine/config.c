@@ -85,6 +85,9 @@ static const setting settings[] = {
     {"http", T_STRING, FIELD(http), "127.0.0.1:9464", NPS_CMD_RUN, 0, 0, "HOST:PORT",
      "serve /metrics (Prometheus), /healthz and /readyz here; port 0 picks a free port, an "
      "empty value turns it off. Loopback unless you say otherwise"},
+    {"dead-letter-topic", T_STRING, FIELD(dead_letter_topic), "", NPS_CMD_RUN, 0, 0, "TOPIC",
+     "copy every invalid message, unchanged, to TOPIC with its reason in the header "
+     "npstream-reason (future events too); empty: off"},
     {"log-format", T_STRING, FIELD(log_format), "logfmt", NPS_CMD_RUN, 0, 0, "logfmt|json",
      "one line per event: ts=... level=... component=... msg=\"...\", or the same as JSON"},
     {"log-level", T_STRING, FIELD(log_level), "info", NPS_CMD_RUN, 0, 0, "LEVEL",

@@ -50,6 +50,7 @@ typedef struct nps_config {
     int64_t workers;    /* 0: one per core */
     int64_t flush_ms;
     char http[128]; /* metrics and health endpoint; empty: off */
+    char dead_letter_topic[256]; /* invalid messages copied here; empty: off */
     char log_format[16];
     char log_level[16];
     char log_file[NPS_PATH_MAX];

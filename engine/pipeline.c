@@ -65,6 +65,7 @@ typedef struct part_track {
     int64_t next;      /* offset after the last message counted; -1: none */
     int64_t published; /* `next` as last handed to the flusher */
     int64_t max_fence; /* messages below it are skipped by some unit */
+    int64_t min_fence; /* messages below it were seen by every unit before */
     int64_t *fence;    /* per unit (pipeline.nunits) */
 } part_track;
 
@@ -177,6 +178,8 @@ struct pipeline {
     int64_t pending_oldest_ms, flush_oldest_ms; /* flusher: freshness inputs */
     _Atomic int64_t heartbeat_mono_ms;          /* flusher loop */
     _Atomic uint64_t redis_errors;
+    rd_kafka_t *dlq; /* dead-letter producer, shared by the workers; NULL: off */
+    _Atomic uint64_t dlq_sent, dlq_failed;
     _Atomic uint64_t flushes, resyncs, mismatches, segments_written, expired_panes;
     _Atomic int64_t last_flush_us;
     _Atomic bool redis_ok;
@@ -342,6 +345,7 @@ static bool take_partitions(worker *w, rd_kafka_topic_partition_list_t *parts)
         t->assigned = true;
         t->next = t->published = -1;
         t->max_fence = highest;
+        t->min_fence = lowest;
         parts->elems[i].offset = lowest < 0 ? RD_KAFKA_OFFSET_BEGINNING : lowest;
         push_registration(pl, &reg);
     }
@@ -457,6 +461,34 @@ static void resync_worker(worker *w)
     rd_kafka_topic_partition_list_destroy(parts);
 }
 
+/* Copy an invalid message to the dead-letter topic: value and key as they
+ * were, the reason in headers. Never drops: waits while the queue is full. */
+static void dead_letter(pipeline *pl, const rd_kafka_message_t *m, nps_invalid_reason reason,
+                        const char *detail)
+{
+    char source[320];
+    snprintf(source, sizeof(source), "%s/%d/%" PRId64, rd_kafka_topic_name(m->rkt),
+             (int)m->partition, m->offset);
+    const char *name = nps_invalid_reason_name(reason);
+    for (;;) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            pl->dlq, RD_KAFKA_V_TOPIC(pl->config->dead_letter_topic),
+            RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_KEY(m->key, m->key_len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_HEADER("npstream-reason", name, -1),
+            RD_KAFKA_V_HEADER("npstream-detail", detail, -1),
+            RD_KAFKA_V_HEADER("npstream-source", source, -1), RD_KAFKA_V_END);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            if (err) {
+                atomic_fetch_add(&pl->dlq_failed, 1);
+                LOG(WARN, "dead-letter copy of %s failed: %s", source, rd_kafka_err2str(err));
+            }
+            return;
+        }
+        rd_kafka_poll(pl->dlq, 10);
+    }
+}
+
 static void count_message(worker *w, const rd_kafka_message_t *m)
 {
     part_track *t = track(w, m->partition);
@@ -470,13 +502,16 @@ static void count_message(worker *w, const rd_kafka_message_t *m)
     nps_delta *delta = nps_shard_current(w->shard);
     if (kafka_ts > 0 && (delta->oldest_source_ms == 0 || kafka_ts < delta->oldest_source_ms))
         delta->oldest_source_ms = kafka_ts;
+    char detail[256] = "";
     nps_status status =
         nps_shard_add_fenced(w->shard, m->payload ? m->payload : "", m->len, kafka_ts, fences,
-                             w->pl->buckets, m->offset, &reason, NULL, 0);
+                             w->pl->buckets, m->offset, &reason, detail, sizeof(detail));
     if (status != NPS_OK) {
         LOG(ERROR, "worker %d: out of memory counting; exiting so nothing is lost", w->id);
         exit(1);
     }
+    if (reason != NPS_VALID && w->pl->dlq && m->offset >= t->min_fence)
+        dead_letter(w->pl, m, reason, detail);
     t->next = m->offset + 1;
 }
 
@@ -757,6 +792,11 @@ static bool encode_header(pipeline *pl, int unit, int64_t now, unit_payload *u)
 /* Cut the pending counts into one payload per unit and start sending. */
 static void start_flush(pipeline *pl)
 {
+    /* Dead-letter copies of the messages this flush covers are delivered
+     * before their fences move: a crash after it cannot lose them. */
+    if (pl->dlq && rd_kafka_flush(pl->dlq, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        LOG(WARN, "dead-letter topic %s: %d copies still undelivered after 10 s",
+            pl->config->dead_letter_topic, rd_kafka_outq_len(pl->dlq));
     pthread_mutex_lock(&pl->lock);
     pl->outstanding_ticket = pl->flush_requests;
     pthread_mutex_unlock(&pl->lock);
@@ -1153,6 +1193,46 @@ static void windows_arg(pipeline *pl)
                                 ws->w[i].size_ms, ws->w[i].pane_ms);
 }
 
+static void dlq_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    pipeline *pl = opaque;
+    if (m->err) {
+        atomic_fetch_add(&pl->dlq_failed, 1);
+        LOG(WARN, "dead-letter delivery failed: %s", rd_kafka_err2str(m->err));
+    } else {
+        atomic_fetch_add(&pl->dlq_sent, 1);
+    }
+}
+
+static rd_kafka_t *new_dead_letter_producer(pipeline *pl, nps_error *err)
+{
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", pl->config->brokers, errstr, sizeof(errstr)) !=
+            RD_KAFKA_CONF_OK ||
+        rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof(errstr)) !=
+            RD_KAFKA_CONF_OK ||
+        rd_kafka_conf_set(conf, "linger.ms", "20", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+        nps_error_set(err, "dead-letter producer: %s", errstr);
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    if (!nps_kafka_conf_apply(conf, pl->config, err)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_opaque(conf, pl);
+    rd_kafka_conf_set_dr_msg_cb(conf, dlq_delivered);
+    rd_kafka_conf_set_log_cb(conf, kafka_log);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (!rk) {
+        nps_error_set(err, "dead-letter producer: %s", errstr);
+        rd_kafka_conf_destroy(conf);
+    }
+    return rk;
+}
+
 static int setup(pipeline *pl, const nps_config *config)
 {
     nps_error err = {{0}};
@@ -1191,6 +1271,8 @@ static int setup(pipeline *pl, const nps_config *config)
     if (!pl->redis || !pl->workers)
         goto fail;
     nps_redis_set_auth(pl->redis, config->redis_user, config->redis_password);
+    if (config->dead_letter_topic[0] && !(pl->dlq = new_dead_letter_producer(pl, &err)))
+        goto fail;
     for (int i = 0; i < pl->nworkers; i++) {
         worker *w = &pl->workers[i];
         w->pl = pl;
@@ -1342,6 +1424,11 @@ static void write_metrics(void *ctx, FILE *out)
     for (int r = 1; r < NPS_INVALID_REASONS; r++)
         fprintf(out, "npstream_events_invalid_total{reason=\"%s\"} %" PRIu64 "\n",
                 nps_invalid_reason_name((nps_invalid_reason)r), m->stats.invalid[r]);
+    write_counter(out, "npstream_dead_letter_total",
+                  "Invalid messages delivered to the dead-letter topic.",
+                  atomic_load(&pl->dlq_sent));
+    write_counter(out, "npstream_dead_letter_errors_total",
+                  "Dead-letter copies that could not be delivered.", atomic_load(&pl->dlq_failed));
     write_counter(out, "npstream_events_late_total",
                   "Events older than the largest window: counted in total only.", m->stats.late);
     fprintf(out, "# HELP npstream_segments_overflowed_total Events counted in ~overflow past the "
@@ -1528,6 +1615,10 @@ int nps_run_pipeline(const nps_config *config)
     free(pl.table);
     free(pl.regs);
     nps_redis_free(pl.redis);
+    if (pl.dlq) {
+        rd_kafka_flush(pl.dlq, 10000);
+        rd_kafka_destroy(pl.dlq);
+    }
     nps_state_destroy(pl.pending);
     return 0;
 }

@@ -183,14 +183,43 @@ def scenario_exact(h):
     if kafka_ts != [0, 1]:
         raise Failure("test data: the message without ts should count in 1h only, got 5m/1h %s"
                       % kafka_ts)
-    e = s.engine(workers=2, extra=["--now", T])
+    dlq = s.topic + "-dead"
+    e = s.engine(workers=2, extra=["--now", T, "--dead-letter-topic", dlq])
     s.wait_fences(ends, 90)
     checked = check_metrics(e, ref)
     e.terminate()
     n = itlib.compare(h.r, s.prefix, ref)
+    dead = check_dead_letters(s, dlq, ref, messages)
     s.close()
     return ("exact: %s, %d (view,segment,window) hashes and 4 segment sets equal the reference; "
-            "%s" % (ref.summary(), n, checked))
+            "%s; %s" % (ref.summary(), n, checked, dead))
+
+
+def check_dead_letters(s, topic, ref, messages):
+    """Every invalid message (future ones too) once in the dead-letter
+    topic, unchanged, with its reason and source in headers."""
+    proc = subprocess.run(["kcat", "-C", "-b", s.broker.bootstrap, "-t", topic, "-o", "beginning",
+                           "-e", "-q", "-f", "%h\x1f%s\x1e"], capture_output=True, timeout=60)
+    if proc.returncode != 0:
+        raise Failure("kcat could not read %s: %s" % (topic, proc.stderr.decode()[-500:]))
+    records = [r for r in proc.stdout.split(b"\x1e") if r]
+    sent = {value for _, value in messages}
+    reasons = {}
+    sources = set()
+    for rec in records:
+        headers, value = rec.split(b"\x1f", 1)
+        fields = dict(h.split(b"=", 1) for h in headers.split(b",") if b"=" in h)
+        reason = fields.get(b"npstream-reason", b"?").decode()
+        reasons[reason] = reasons.get(reason, 0) + 1
+        sources.add(fields.get(b"npstream-source"))
+        if value not in sent:
+            raise Failure("dead letter %r is not a message that was produced" % value[:80])
+    want = ref.invalid + ref.future
+    if len(records) != want or len(sources) != want or reasons.get("future", 0) != ref.future:
+        raise Failure("dead-letter topic: %d records (%d distinct sources), reasons %s; the "
+                      "reference has %d invalid and %d future"
+                      % (len(records), len(sources), reasons, ref.invalid, ref.future))
+    return "%d dead letters, each once, unchanged, reasons %s" % (len(records), reasons)
 
 
 def check_metrics(e, ref):
