@@ -531,6 +531,81 @@ def scenario_logs(h):
             "SIGHUP; --log-level warn wrote %d lines, none info" % (len(lines), len(quiet)))
 
 
+def produce_raw(s, messages):
+    """(key, payload) pairs of any bytes but 0x1e/0x1f, by kcat with those
+    as delimiters (so NUL bytes and newlines travel unchanged)."""
+    data = b"".join(k + b"\x1f" + v + b"\x1e" for k, v in messages)
+    proc = subprocess.run(["kcat", "-P", "-b", s.broker.bootstrap, "-t", s.topic, "-K", "\x1f",
+                           "-D", "\x1e", "-X", "queue.buffering.max.messages=1000000"],
+                          input=data, capture_output=True, timeout=120)
+    if proc.returncode != 0:
+        raise Failure("kcat -P failed: %s" % proc.stderr.decode()[-500:])
+    s.produced += len(messages)
+
+
+def scenario_hostile(h):
+    """Hostile input never stops the engine nor grows its memory without
+    bound: oversized, deeply nested, invalid UTF-8, raw NUL, 1e400 and -0
+    scores, timestamps at the epoch and in year 9999, then a million
+    distinct dimension values against a bound of 2000 segments."""
+    s = Scenario(h, "hostile", partitions=16)
+    T = itlib.now_ms()
+    hostile = [
+        (b"big", b'{"score":5,"region":"' + b"x" * 50000 + b'"}'),
+        (b"deep", b'{"score":5,"a":' + b"[" * 3000 + b"]" * 3000 + b"}"),
+        (b"utf8", b'{"score":5,"region":"\xff\xfe"}'),
+        (b"nul", b'{"score":5,"region":"a\x00b"}'),
+        (b"nulesc", b'{"score":5,"region":"a\\u0000b"}'),
+        (b"huge", b'{"score":1e400,"region":"r"}'),
+        (b"minus0", b'{"score":-0,"region":"zero"}'),
+        (b"epoch", b'{"score":9,"ts":0,"region":"old"}'),
+        (b"y9999", b'{"score":9,"ts":"9999-12-31T23:59:59Z","region":"far"}'),
+    ]
+    produce_raw(s, hostile)
+    e = s.engine(workers=2, extra=["--now", T, "--max-segments", 2000, "--max-event-bytes", 10000])
+    itlib.wait_for("the hostile messages counted", lambda: e.alive() and e.metrics()[0].get(
+        ("npstream_events_consumed_total", "")) == len(hostile), 60)
+    m, _ = e.metrics()
+    want = {"too_large": 1, "malformed_json": 3, "bad_score": 1, "future": 1}
+    got = {r: m.get(("npstream_events_invalid_total", 'reason="%s"' % r)) for r in want}
+    if got != want or m.get(("npstream_events_counted_total", "")) != 3 or \
+            m.get(("npstream_events_late_total", "")) != 1:
+        raise Failure("hostile messages: invalid %s (want %s), counted %s (want 3), late %s "
+                      "(want 1)" % (got, want, m.get(("npstream_events_counted_total", "")),
+                                    m.get(("npstream_events_late_total", ""))))
+    itlib.wait_for("the escaped NUL value published as the segment region=a%00b",
+                   lambda: e.alive() and h.r.hget("%s:win:by_region:region=a%%00b:total"
+                                                  % s.prefix, "responses") == b"1", 30)
+    memory = []
+    n = 0
+    for chunk in (200000, 800000):
+        produce_raw(s, [(b"k%d" % i, b'{"score":%d,"region":"v%d"}' % (i % 11, i))
+                        for i in range(n, n + chunk)])
+        n += chunk
+        itlib.wait_for("%d distinct values counted" % n, lambda: e.alive() and e.metrics()[0].get(
+            ("npstream_events_consumed_total", "")) == len(hostile) + n, 180)
+        memory.append(e.metrics()[0][("npstream_memory_allocated_bytes", "")])
+    segments = e.metrics()[0][("npstream_active_segments", 'view="by_region"')]
+    e.terminate()
+    stored = h.r.scard("%s:segments:by_region" % s.prefix)
+    overflow = int(h.r.hget("%s:win:by_region:~overflow:total" % s.prefix, "responses"))
+    total = int(h.r.hget("%s:win:all:*:total" % s.prefix, "responses"))
+    if stored > 2001 or segments > 2000 + itlib.BUCKETS:
+        raise Failure("the bound of 2000 segments did not hold: %d in Redis, %d in the engine"
+                      % (stored, segments))
+    named = total - overflow
+    if total != n + 3 or named != stored - 1:
+        raise Failure("~overflow %d of %d responses, %d named segments: they should add up"
+                      % (overflow, total, stored - 1))
+    if memory[1] > 1.5 * memory[0] + (8 << 20):
+        raise Failure("memory grew with distinct values: %d then %d bytes" % tuple(memory))
+    s.close()
+    return ("hostile: 9 hostile messages classified (too_large, 3 malformed, 1e400, -0, epoch "
+            "late, year 9999 future, escaped NUL kept); %d distinct values: %d segments, %d "
+            "responses in ~overflow, allocated %.1f MB after 200k and %.1f MB after 1M"
+            % (n, stored, overflow, memory[0] / 1e6, memory[1] / 1e6))
+
+
 def scenario_windows(h):
     s = Scenario(h, "windows")
     T = itlib.now_ms()
@@ -600,7 +675,7 @@ class Harness:
 
 
 SCENARIOS = [scenario_exact, scenario_crash, scenario_rebalance, scenario_redis_restart,
-             scenario_windows, scenario_security, scenario_logs]
+             scenario_windows, scenario_security, scenario_logs, scenario_hostile]
 
 
 def main():
