@@ -20,6 +20,7 @@
  * it hands out the new assignment, and offset commits fail with "rebalance
  * in progress" meanwhile (librdkafka 2.0).
  */
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -113,16 +114,33 @@ static bool block_stop_signals(sigset_t *signals, sigset_t *old_signals)
 }
 
 /* Block until SIGINT or SIGTERM, already blocked in `signals`. */
-static int wait_for_stop(const sigset_t *signals)
+/* Wait for SIGINT or SIGTERM. With flap_ms, meanwhile take the broker
+ * down for a third of every flap_ms (connections dropped, new ones
+ * refused) and bring it back: a flaky network for tests and demos. */
+static int wait_for_stop(const sigset_t *signals, rd_kafka_mock_cluster_t *mcluster,
+                         int64_t flap_ms)
 {
-    int signo = 0;
-    int rc = sigwait(signals, &signo);
-    if (rc != 0) {
-        fprintf(stderr, BROKER_PREFIX "sigwait failed: %s\n", strerror(rc));
-        return 1;
+    bool down = false;
+    for (;;) {
+        int64_t wait_ms = !flap_ms ? 3600000 : down ? flap_ms / 3 : flap_ms - flap_ms / 3;
+        struct timespec wait = {wait_ms / 1000, (wait_ms % 1000) * 1000000L};
+        int signo = sigtimedwait(signals, NULL, &wait);
+        if (signo == SIGINT || signo == SIGTERM) {
+            fprintf(stderr, BROKER_PREFIX "%s, stopping\n", signo == SIGINT ? "SIGINT" : "SIGTERM");
+            return 0;
+        }
+        if (signo < 0 && errno != EAGAIN && errno != EINTR) {
+            fprintf(stderr, BROKER_PREFIX "sigtimedwait failed: %s\n", strerror(errno));
+            return 1;
+        }
+        if (!flap_ms || signo >= 0)
+            continue;
+        down = !down;
+        rd_kafka_resp_err_t err = down ? rd_kafka_mock_broker_set_down(mcluster, 1)
+                                       : rd_kafka_mock_broker_set_up(mcluster, 1);
+        fprintf(stderr, BROKER_PREFIX "flap: broker %s%s%s\n", down ? "down" : "up",
+                err ? ": " : "", err ? rd_kafka_err2str(err) : "");
     }
-    fprintf(stderr, BROKER_PREFIX "%s, stopping\n", signo == SIGINT ? "SIGINT" : "SIGTERM");
-    return 0;
 }
 
 static int broker_serve(const nps_config *config, const sigset_t *signals)
@@ -149,7 +167,7 @@ static int broker_serve(const nps_config *config, const sigset_t *signals)
             BROKER_PREFIX "topic %s, %d partitions; keeps about 5 MiB per partition; "
                           "Ctrl-C stops it\n",
             config->topic, (int)config->partitions);
-    rc = wait_for_stop(signals);
+    rc = wait_for_stop(signals, mcluster, config->flap_ms);
 out_destroy_cluster:
     rd_kafka_mock_cluster_destroy(mcluster);
 out_destroy_host:

@@ -102,6 +102,9 @@ static const setting settings[] = {
      "MS", "Kafka group session timeout: a dead instance's partitions move after about this"},
     {"partitions", T_INT, FIELD(partitions), "16", NPS_CMD_BROKER | NPS_CMD_DEMO, 1, 10000, "N",
      "partitions of the topic the embedded broker creates"},
+    {"flap-ms", T_INT, FIELD(flap_ms), "0", NPS_CMD_BROKER, 0, 3600000, "MS",
+     "chaos for tests and demos: every MS ms the broker drops its connections and refuses new "
+     "ones for a third of MS; 0 is off"},
     {"rate", T_INT, FIELD(rate_limit), "0", NPS_CMD_GEN | NPS_CMD_DEMO, 0, INT64_MAX / 4, "N",
      "events per second; 0 means as fast as possible"},
     {"view", T_STRING, FIELD(top_view), "", NPS_CMD_TOP, 0, 0, "NAME",

@@ -58,6 +58,7 @@ typedef struct nps_config {
     int64_t session_timeout_ms;
     int64_t time_scale; /* the engine clock runs this many times the wall clock */
     int64_t partitions; /* broker */
+    int64_t flap_ms;    /* broker: chaos, 0 off */
     char top_view[64];  /* top: the view shown; empty: all views */
     char top_window[16];
     int64_t interval_ms; /* top: refresh period; 0: print once */

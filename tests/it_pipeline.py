@@ -121,13 +121,14 @@ def tricky_messages(T):
 class Scenario:
     """One scenario's broker, group, prefix and processes."""
 
-    def __init__(self, h, name, partitions=8):
+    def __init__(self, h, name, partitions=8, broker_extra=()):
         self.h = h
         self.name = name
         self.topic = "it-%s" % name
         self.group = "g-%s" % name
         self.prefix = "it%s" % name
-        self.broker = itlib.Broker(h.children, h.npstream, h.work, self.topic, partitions)
+        self.broker = itlib.Broker(h.children, h.npstream, h.work, self.topic, partitions,
+                                   broker_extra)
         self.engines = []
         self.produced = 0
 
@@ -606,6 +607,38 @@ def scenario_hostile(h):
             % (n, stored, overflow, memory[0] / 1e6, memory[1] / 1e6))
 
 
+def scenario_flaky_broker(h):
+    """The broker drops every connection for 3 s out of 9 while the engine
+    consumes: librdkafka reconnects, nothing is lost or counted twice."""
+    s = Scenario(h, "flaky", partitions=8)
+    T = itlib.now_ms()
+    messages = itlib.gen_events(h.npstream, h.work, 20000, 88, T, 0.01)
+    s.produce(messages)
+    ref, ends = s.read_back(T)
+    s.broker.stop()
+    s.broker = itlib.Broker(h.children, h.npstream, h.work, s.topic, 8, ["--flap-ms", 9000])
+    # The new broker starts empty: the same messages again (same keys, same
+    # partitions and offsets), a chunk right after each outage ends (kcat
+    # gives up while every broker is down; the engine must not).
+    e = s.engine(workers=2, flush_ms=300, extra=["--now", T])
+
+    def ups():
+        return open(s.broker.log_path, "rb").read().count(b"flap: broker up")
+    for i in range(0, len(messages), 10000):
+        seen = ups()
+        itlib.wait_for("the broker back up", lambda: e.alive() and ups() > seen, 30)
+        s.produce(messages[i:i + 10000])
+    s.wait_fences(ends, 120)
+    flaps = open(s.broker.log_path, "rb").read().count(b"flap: broker down")
+    if flaps < 2:
+        raise Failure("the broker went down only %d times during the run" % flaps)
+    e.terminate()
+    n = itlib.compare(h.r, s.prefix, ref)
+    s.close()
+    return ("flaky_broker: %s through %d broker outages; %d hashes equal the reference"
+            % (ref.summary(), flaps, n))
+
+
 def scenario_windows(h):
     s = Scenario(h, "windows")
     T = itlib.now_ms()
@@ -675,7 +708,8 @@ class Harness:
 
 
 SCENARIOS = [scenario_exact, scenario_crash, scenario_rebalance, scenario_redis_restart,
-             scenario_windows, scenario_security, scenario_logs, scenario_hostile]
+             scenario_windows, scenario_security, scenario_logs, scenario_hostile,
+             scenario_flaky_broker]
 
 
 def main():

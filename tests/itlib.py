@@ -186,11 +186,12 @@ class RedisServer:
 class Broker:
     """`npstream broker`: one topic of `partitions` partitions."""
 
-    def __init__(self, children, npstream, workdir, topic, partitions=8):
+    def __init__(self, children, npstream, workdir, topic, partitions=8, extra=()):
         self.topic = topic
         self.log_path = os.path.join(workdir, "broker-%s.log" % topic)
         self.proc = children.spawn([npstream, "broker", "--partitions", str(partitions),
-                                    "--topic", topic], stdout=subprocess.PIPE,
+                                    "--topic", topic] + [str(a) for a in extra],
+                                   stdout=subprocess.PIPE,
                                    stderr=open(self.log_path, "wb"))
         self.partitions = partitions
         found = {}
