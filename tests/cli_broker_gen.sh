@@ -18,7 +18,11 @@ trap cleanup EXIT
 fail() { echo "cli_broker_gen: FAIL: $*"; exit 1; }
 now_ms() { date +%s%3N; }
 
-# The broker prints its address on stdout once it listens.
+# The broker prints its address on stdout once it listens. (The files exist
+# before it starts: the shell creates them asynchronously for a background
+# job, and reading a missing one would end the test under set -e.)
+: > "$WORK/broker.out"
+: > "$WORK/broker.err"
 "$NPSTREAM" broker --partitions 8 --topic t1 > "$WORK/broker.out" 2> "$WORK/broker.err" &
 BROKER_PID=$!
 B=
