@@ -193,6 +193,29 @@ static nps_str string_of(nps_event_parser *parser, const nps_json_value *v)
 static nps_invalid_reason invalid(char *detail, size_t detail_size, nps_invalid_reason reason,
                                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* Make a detail one printable line of valid UTF-8 (it ends up in logs and
+ * Kafka headers): control bytes, and bytes of a UTF-8 sequence that is
+ * invalid or was cut by the excerpt, become '?'. */
+static void clean_detail(char *detail)
+{
+    unsigned char *p = (unsigned char *)detail;
+    while (*p) {
+        int need = *p < 0x80             ? 0
+                   : (*p & 0xe0) == 0xc0 ? 1
+                   : (*p & 0xf0) == 0xe0 ? 2
+                   : (*p & 0xf8) == 0xf0 ? 3
+                                         : -1;
+        int have = 0;
+        while (need > 0 && have < need && (p[have + 1] & 0xc0) == 0x80)
+            have++;
+        if (need < 0 || have < need || *p < 0x20 || *p == 0x7f) {
+            *p++ = '?';
+            continue;
+        }
+        p += need + 1;
+    }
+}
+
 static nps_invalid_reason invalid(char *detail, size_t detail_size, nps_invalid_reason reason,
                                   const char *fmt, ...)
 {
@@ -201,6 +224,7 @@ static nps_invalid_reason invalid(char *detail, size_t detail_size, nps_invalid_
         va_start(ap, fmt);
         vsnprintf(detail, detail_size, fmt, ap);
         va_end(ap);
+        clean_detail(detail);
     }
     return reason;
 }

@@ -5,6 +5,7 @@
 #include "shard.h"
 
 #include <sched.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <xxhash.h>
@@ -67,7 +68,9 @@ void nps_shard_destroy(nps_shard *shard)
 void nps_shard_set_now(nps_shard *shard, int64_t now_ms)
 {
     shard->now_ms = now_ms;
-    shard->future_limit_ms = now_ms + shard->config->max_skew_ms;
+    /* Saturating: a huge max-skew means "no future limit", not a wrap. */
+    int64_t skew = shard->config->max_skew_ms;
+    shard->future_limit_ms = now_ms > INT64_MAX - skew ? INT64_MAX : now_ms + skew;
     nps_pane_plan_init(&shard->plan, &shard->config->windows, now_ms);
 }
 

@@ -572,3 +572,37 @@ Test(event_parse, detail_optional_and_bounded)
     cr_expect_eq(strlen(tiny), 3);
     cr_expect_neq(memcmp(tiny, "xxx", 3), 0);
 }
+
+/* True when s is valid UTF-8 with no control bytes. */
+static bool printable_utf8(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        int need = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 ? 1 : (*p & 0xf0) == 0xe0 ? 2
+                                                        : (*p & 0xf8) == 0xf0 ? 3 : -1;
+        if (need < 0 || *p < 0x20 || *p == 0x7f)
+            return false;
+        for (int i = 1; i <= need; i++)
+            if ((p[i] & 0xc0) != 0x80)
+                return false;
+        p += need + 1;
+    }
+    return true;
+}
+
+/* Details go to logs and dead-letter headers: one line of valid UTF-8,
+ * even when the excerpt of the value holds a newline or is cut inside a
+ * multi-byte character (both found by tests/fuzz). */
+Test(event_parse, detail_is_one_printable_line)
+{
+    nps_event ev;
+    cr_expect_eq(parse("{\"type\":{\r\n}}", &ev), NPS_INVALID_TYPE);
+    cr_expect(printable_utf8(detail), "detail: %s", detail);
+    cr_expect_null(strchr(detail, '\n'));
+    char msg[128] = "{\"score\":\"a";
+    for (int i = 0; i < 20; i++)
+        strcat(msg, "\xc3\xa9"); /* é: the 40-byte excerpt ends inside one */
+    strcat(msg, "\"}");
+    cr_expect_eq(parse(msg, &ev), NPS_INVALID_SCORE);
+    cr_expect(printable_utf8(detail), "detail: %s", detail);
+}
