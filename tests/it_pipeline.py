@@ -639,6 +639,45 @@ def scenario_flaky_broker(h):
             % (ref.summary(), flaps, n))
 
 
+def scenario_signals(h):
+    """SIGTERM while Redis is down: the engine keeps trying to flush (it
+    does not exit at once); a second SIGTERM ends it at once (exit 130).
+    Nothing is lost: a restart re-reads what was never published."""
+    s = Scenario(h, "signals", partitions=4)
+    T = itlib.now_ms()
+    messages = itlib.gen_events(h.npstream, h.work, 8000, 99, T, 0.0)
+    e = s.engine(extra=["--now", T])
+    s.produce(messages[:4000])
+    _, ends = s.read_back(T)
+    s.wait_fences(ends, 60)
+    h.redis.kill()
+    try:
+        s.produce(messages[4000:])
+        itlib.wait_for("the engine to log the Redis outage",
+                       lambda: e.alive() and re.search(OUTAGE, e.log()), 30)
+        e.proc.terminate()
+        time.sleep(1.5)
+        if e.proc.poll() is not None:
+            raise Failure("one SIGTERM with Redis down ended the engine at once (%s); it "
+                          "should keep trying to flush" % e.proc.returncode)
+        e.proc.terminate()
+        started = time.monotonic()
+        rc = e.proc.wait(10)
+        took = time.monotonic() - started
+        if rc != 130 or took > 3:
+            raise Failure("second SIGTERM: exit %s after %.1f s, expected 130 at once" % (rc, took))
+    finally:
+        h.redis.start()
+    ref, ends = s.read_back(T)
+    again = s.engine(extra=["--now", T])
+    s.wait_fences(ends, 60)
+    again.terminate()
+    n = itlib.compare(h.r, s.prefix, ref)
+    s.close()
+    return ("signals: with Redis down one SIGTERM keeps flushing, a second exits 130 in %.1f s; "
+            "the restart publishes what was pending: %d hashes equal the reference" % (took, n))
+
+
 def scenario_windows(h):
     s = Scenario(h, "windows")
     T = itlib.now_ms()
@@ -709,7 +748,7 @@ class Harness:
 
 SCENARIOS = [scenario_exact, scenario_crash, scenario_rebalance, scenario_redis_restart,
              scenario_windows, scenario_security, scenario_logs, scenario_hostile,
-             scenario_flaky_broker]
+             scenario_flaky_broker, scenario_signals]
 
 
 def main():
