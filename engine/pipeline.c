@@ -1149,6 +1149,11 @@ static rd_kafka_t *new_consumer(worker *w, nps_error *err)
         {"session.timeout.ms", timeout},
         {"heartbeat.interval.ms", heartbeat},
         {"fetch.wait.max.ms", "100"},
+        /* librdkafka 2.0 applies this to the whole consumer queue: at its
+         * default (100000) a worker doing ~0.5 us per message starves
+         * waiting for fetches (bench/README.md, end to end). The byte cap
+         * (queued.max.messages.kbytes) still bounds memory. */
+        {"queued.min.messages", "1000000"},
     };
     for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
         if (rd_kafka_conf_set(conf, settings[i][0], settings[i][1], errstr, sizeof(errstr)) !=
