@@ -228,30 +228,42 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+/* A connection to --redis, authenticated; NULL after saying why. */
+static redisContext *demo_connect(const nps_config *config)
+{
+    char host[256];
+    int port;
+    if (!nps_parse_host_port(config->redis, host, sizeof(host), &port)) {
+        fprintf(stderr, "npstream demo: redis: expected HOST:PORT, got '%s'\n", config->redis);
+        return NULL;
+    }
+    struct timeval tv = {2, 0};
+    redisContext *redis = redisConnectWithTimeout(host, port, tv);
+    if (!redis || redis->err) {
+        fprintf(stderr, "npstream demo: redis %s: %s (start one, e.g. redis-server --port %d)\n",
+                config->redis, redis ? redis->errstr : "no memory", port);
+        if (redis)
+            redisFree(redis);
+        return NULL;
+    }
+    nps_error auth_err = {{0}};
+    if (!nps_redis_auth(redis, config->redis_user, config->redis_password, &auth_err)) {
+        fprintf(stderr, "npstream demo: %s\n", auth_err.msg);
+        redisFree(redis);
+        return NULL;
+    }
+    return redis;
+}
+
 /* Non-interactive: wait for the engine to publish all events; prints
  * progress about every 5 s. */
 static bool wait_published(const nps_config *config)
 {
     /* `all` plus the configured views, or plus the three default ones */
     int views = config->views.nviews > 1 ? config->views.nviews : 4;
-    char host[256];
-    int port;
-    nps_parse_host_port(config->redis, host, sizeof(host), &port);
-    struct timeval tv = {2, 0};
-    redisContext *redis = redisConnectWithTimeout(host, port, tv);
-    if (!redis || redis->err) {
-        fprintf(stderr, "npstream demo: redis %s: %s\n", config->redis,
-                redis ? redis->errstr : "no memory");
-        if (redis)
-            redisFree(redis);
+    redisContext *redis = demo_connect(config);
+    if (!redis)
         return false;
-    }
-    nps_error auth_err = {{0}};
-    if (!nps_redis_auth(redis, config->redis_user, config->redis_password, &auth_err)) {
-        fprintf(stderr, "npstream demo: %s\n", auth_err.msg);
-        redisFree(redis);
-        return false;
-    }
     bool ok = false;
     for (long waited = 0; waited < DEMO_WAIT_MS && !interrupted; waited += 200) {
         int64_t done = published(redis, config, views);
@@ -272,27 +284,9 @@ static bool wait_published(const nps_config *config)
  * already holds data there, which a fresh broker's offsets would not fit. */
 static bool redis_is_fresh(const nps_config *config)
 {
-    char host[256];
-    int port;
-    if (!nps_parse_host_port(config->redis, host, sizeof(host), &port)) {
-        fprintf(stderr, "npstream demo: redis: expected HOST:PORT, got '%s'\n", config->redis);
+    redisContext *redis = demo_connect(config);
+    if (!redis)
         return false;
-    }
-    struct timeval tv = {2, 0};
-    redisContext *redis = redisConnectWithTimeout(host, port, tv);
-    if (!redis || redis->err) {
-        fprintf(stderr, "npstream demo: redis %s: %s (start one, e.g. redis-server --port %d)\n",
-                config->redis, redis ? redis->errstr : "no memory", port);
-        if (redis)
-            redisFree(redis);
-        return false;
-    }
-    nps_error auth_err = {{0}};
-    if (!nps_redis_auth(redis, config->redis_user, config->redis_password, &auth_err)) {
-        fprintf(stderr, "npstream demo: %s\n", auth_err.msg);
-        redisFree(redis);
-        return false;
-    }
     redisReply *r = redisCommand(redis, "EXISTS %s:views", config->prefix);
     bool fresh = r && r->type == REDIS_REPLY_INTEGER && r->integer == 0;
     if (r && !fresh)

@@ -255,21 +255,28 @@ out:
     return ok;
 }
 
+/* Grow a table indexed by partition (zeroed new entries, doubling from
+ * 64) so that index p exists. False when memory runs out. */
+static bool grow_by_partition(void **table, int32_t *cap, size_t entry_size, int32_t p)
+{
+    if (p < *cap)
+        return true;
+    int32_t grown = *cap ? *cap : 64;
+    while (grown <= p)
+        grown *= 2;
+    char *bigger = realloc(*table, (size_t)grown * entry_size);
+    if (!bigger)
+        return false;
+    memset(bigger + (size_t)*cap * entry_size, 0, (size_t)(grown - *cap) * entry_size);
+    *table = bigger;
+    *cap = grown;
+    return true;
+}
+
 static part_track *track(worker *w, int32_t p)
 {
-    if (p < 0)
+    if (p < 0 || !grow_by_partition((void **)&w->parts, &w->parts_cap, sizeof(*w->parts), p))
         return NULL;
-    if (p >= w->parts_cap) {
-        int32_t cap = w->parts_cap ? w->parts_cap : 64;
-        while (cap <= p)
-            cap *= 2;
-        part_track *bigger = realloc(w->parts, (size_t)cap * sizeof(*bigger));
-        if (!bigger)
-            return NULL;
-        memset(bigger + w->parts_cap, 0, (size_t)(cap - w->parts_cap) * sizeof(*bigger));
-        w->parts = bigger;
-        w->parts_cap = cap;
-    }
     return &w->parts[p];
 }
 
@@ -556,19 +563,8 @@ static void *worker_main(void *arg)
 
 static fence_entry *entry(pipeline *pl, int32_t p)
 {
-    if (p < 0)
+    if (p < 0 || !grow_by_partition((void **)&pl->table, &pl->table_cap, sizeof(*pl->table), p))
         return NULL;
-    if (p >= pl->table_cap) {
-        int32_t cap = pl->table_cap ? pl->table_cap : 64;
-        while (cap <= p)
-            cap *= 2;
-        fence_entry *bigger = realloc(pl->table, (size_t)cap * sizeof(*bigger));
-        if (!bigger)
-            return NULL;
-        memset(bigger + pl->table_cap, 0, (size_t)(cap - pl->table_cap) * sizeof(*bigger));
-        pl->table = bigger;
-        pl->table_cap = cap;
-    }
     return &pl->table[p];
 }
 
