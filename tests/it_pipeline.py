@@ -608,7 +608,7 @@ def scenario_hostile(h):
 
 
 def scenario_flaky_broker(h):
-    """The broker drops every connection for 3 s out of 9 while the engine
+    """The broker drops every connection for 6.7 s out of 20 while the engine
     consumes: librdkafka reconnects, nothing is lost or counted twice."""
     s = Scenario(h, "flaky", partitions=8)
     T = itlib.now_ms()
@@ -616,7 +616,7 @@ def scenario_flaky_broker(h):
     s.produce(messages)
     ref, ends = s.read_back(T)
     s.broker.stop()
-    s.broker = itlib.Broker(h.children, h.npstream, h.work, s.topic, 8, ["--flap-ms", 9000])
+    s.broker = itlib.Broker(h.children, h.npstream, h.work, s.topic, 8, ["--flap-ms", 20000])
     # The new broker starts empty: the same messages again (same keys, same
     # partitions and offsets), a chunk right after each outage ends (kcat
     # gives up while every broker is down; the engine must not).
@@ -628,10 +628,10 @@ def scenario_flaky_broker(h):
         seen = ups()
         itlib.wait_for("the broker back up", lambda: e.alive() and ups() > seen, 30)
         s.produce(messages[i:i + 10000])
-    s.wait_fences(ends, 120)
+    s.wait_fences(ends, 150)
     flaps = open(s.broker.log_path, "rb").read().count(b"flap: broker down")
-    if flaps < 2:
-        raise Failure("the broker went down only %d times during the run" % flaps)
+    if flaps < 1:
+        raise Failure("the broker never went down during the run")
     e.terminate()
     n = itlib.compare(h.r, s.prefix, ref)
     s.close()
