@@ -598,7 +598,8 @@ static void resync(pipeline *pl, const char *why)
     atomic_fetch_add(&pl->resyncs, 1);
 }
 
-static void apply_registrations(pipeline *pl)
+/* Returns whether there were any. */
+static bool apply_registrations(pipeline *pl)
 {
     pthread_mutex_lock(&pl->lock);
     registration *regs = pl->regs;
@@ -637,6 +638,7 @@ static void apply_registrations(pipeline *pl)
     for (size_t i = 0; i < n; i++)
         free(regs[i].fence);
     free(regs);
+    return n > 0;
 }
 
 static void merge_delta(pipeline *pl, nps_delta *delta)
@@ -662,42 +664,6 @@ static void merge_delta(pipeline *pl, nps_delta *delta)
     }
 }
 
-static bool payload_arg(unit_payload *u, const void *data, size_t len)
-{
-    if (u->argc == u->argv_cap) {
-        int cap = u->argv_cap ? u->argv_cap * 2 : 64;
-        size_t *o = realloc(u->offsets, (size_t)cap * sizeof(size_t));
-        if (o)
-            u->offsets = o;
-        size_t *l = realloc(u->lens, (size_t)cap * sizeof(size_t));
-        if (l)
-            u->lens = l;
-        if (!o || !l)
-            return false;
-        u->argv_cap = cap;
-    }
-    if (u->len + len > u->cap) {
-        size_t cap = u->cap ? u->cap : 4096;
-        while (cap < u->len + len)
-            cap *= 2;
-        char *bigger = realloc(u->buf, cap);
-        if (!bigger)
-            return false;
-        u->buf = bigger;
-        u->cap = cap;
-    }
-    memcpy(u->buf + u->len, data, len);
-    u->offsets[u->argc] = u->len;
-    u->lens[u->argc++] = len;
-    u->len += len;
-    return true;
-}
-
-static bool payload_str(unit_payload *u, const char *s)
-{
-    return payload_arg(u, s, strlen(s));
-}
-
 /* Append to the last argument (the segment's entries being built). */
 static bool payload_extend(unit_payload *u, const void *data, size_t len)
 {
@@ -715,6 +681,31 @@ static bool payload_extend(unit_payload *u, const void *data, size_t len)
     u->len += len;
     u->lens[u->argc - 1] += len;
     return true;
+}
+
+/* Start a new argument holding `data`. */
+static bool payload_arg(unit_payload *u, const void *data, size_t len)
+{
+    if (u->argc == u->argv_cap) {
+        int cap = u->argv_cap ? u->argv_cap * 2 : 64;
+        size_t *o = realloc(u->offsets, (size_t)cap * sizeof(size_t));
+        if (o)
+            u->offsets = o;
+        size_t *l = realloc(u->lens, (size_t)cap * sizeof(size_t));
+        if (l)
+            u->lens = l;
+        if (!o || !l)
+            return false;
+        u->argv_cap = cap;
+    }
+    u->offsets[u->argc] = u->len;
+    u->lens[u->argc++] = 0;
+    return payload_extend(u, data, len);
+}
+
+static bool payload_str(unit_payload *u, const char *s)
+{
+    return payload_arg(u, s, strlen(s));
 }
 
 static bool put_entry(unit_payload *u, int window, int64_t pane, const nps_counts *c)
@@ -1060,22 +1051,26 @@ static bool has_pending(const pipeline *pl)
     return false;
 }
 
+/* What /metrics and /readyz read, copied under metrics_lock. Called only
+ * when something changed: has_pending walks every partition and unit. */
+static void snapshot_metrics(pipeline *pl)
+{
+    pthread_mutex_lock(&pl->metrics_lock);
+    nps_state_get_stats(pl->pending, &pl->m.stats);
+    pl->m.unflushed = pl->outstanding || has_pending(pl);
+    pthread_mutex_unlock(&pl->metrics_lock);
+}
+
 static void *flusher_main(void *arg)
 {
     pipeline *pl = arg;
     int64_t next_flush = mono_ms() + pl->config->flush_ms;
     int64_t stop_deadline = 0;
     for (;;) {
-        apply_registrations(pl);
+        bool changed = apply_registrations(pl);
         bool busy = take_deltas(pl);
         int64_t now = mono_ms();
         atomic_store(&pl->heartbeat_mono_ms, now);
-        {
-            pthread_mutex_lock(&pl->metrics_lock);
-            nps_state_get_stats(pl->pending, &pl->m.stats);
-            pl->m.unflushed = pl->outstanding || has_pending(pl);
-            pthread_mutex_unlock(&pl->metrics_lock);
-        }
         pthread_mutex_lock(&pl->lock);
         bool requested = pl->flush_requests > pl->flushes_done;
         pthread_mutex_unlock(&pl->lock);
@@ -1086,13 +1081,18 @@ static void *flusher_main(void *arg)
                 stop_deadline = now + SHUTDOWN_FLUSH_WAIT_MS;
         }
         if (pl->outstanding) {
-            if (now >= pl->retry_at_ms)
+            if (now >= pl->retry_at_ms) {
                 send_units(pl);
+                changed = true;
+            }
         } else if (now >= next_flush || requested || (stopping && has_pending(pl))) {
             start_flush(pl);
             send_units(pl);
             next_flush = now + pl->config->flush_ms;
+            changed = true;
         }
+        if (busy || changed)
+            snapshot_metrics(pl);
         if (stopping && !pl->outstanding && !has_pending(pl))
             break;
         if (stopping && now > stop_deadline) {
