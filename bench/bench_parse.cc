@@ -384,7 +384,7 @@ class npstream_parser
         out.has_ts = ev.has_ts;
         out.ts_ms = ev.ts_ms;
         out.has_value = ev.has_value;
-        out.value = ev.value;
+        out.value = (double)ev.value_cents / 100.0; /* exact: a correctly rounded quotient */
         out.id = {ev.id.ptr, ev.id.len};
         out.comment = {ev.comment.ptr, ev.comment.len};
         for (int d = 0; d < NDIMS; d++)

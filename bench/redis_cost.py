@@ -26,8 +26,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = open(os.path.join(HERE, "..", "engine", "flush.lua")).read()
 WINDOWS = [("5m", 300000), ("1h", 3600000), ("24h", 86400000), ("7d", 604800000),
            ("30d", 2592000000), ("total", 0)]
-WINDOWS_ARG = ";".join(f"{n}:{s}:{s // 60}" for n, s in WINDOWS)
-ENTRY = struct.Struct("<Bq" + "q" * 12)
+WINDOWS_ARG = ";".join(f"{n}:{s}:{s // 60}:{60 if s else 0}:w" for n, s in WINDOWS)
+NF = 15  # h0..h10, sent, value cents of promoters, passives, detractors
+ENTRY = struct.Struct("<Bq" + "q" * NF)
 
 
 def free_port():
@@ -38,12 +39,12 @@ def free_port():
 
 def unit_args(segments, now, fence_begin, fence_end):
     args = ["nps", "bench", "t", "by_seg", "by_seg", "seg", str(now), "bench:1", WINDOWS_ARG,
-            f"0:{fence_begin}:{fence_end}"]
+            f"0:{fence_begin}:{fence_end}", "", "", "0", ""]  # no alerts, benchmarks, detractors
     for i in range(segments):
         data = b""
         for wi, (_, size) in enumerate(WINDOWS):
             pane = now // (size // 60) if size else 0
-            h = [0] * 12
+            h = [0] * NF
             h[i % 11] = 3
             h[10] += 1
             data += ENTRY.pack(wi, pane, *h)
@@ -95,7 +96,7 @@ def main():
                       f"{wall * 1000:>8.1f}")
             later = now + 31 * 86400000
             args = ["nps", "bench", "t", "by_seg", "by_seg", "seg", str(later), "bench:2",
-                    WINDOWS_ARG, ""]
+                    WINDOWS_ARG, "", "", "", "0", ""]
             usec, wall, _ = run_round(r, sha, args, s * 5)
             print(f"{s:>9} {'expire':>7} {s * 5:>8} {usec / 1000:>9.1f} {usec / (s * 5):>8.2f} "
                   f"{wall * 1000:>8.1f}")

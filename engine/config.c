@@ -22,6 +22,7 @@ typedef enum setting_type {
     T_UINT64,   /* uint64_t, any */
     T_DURATION, /* int64_t ms from "5m" */
     T_SHARE,    /* double in [0, 1] */
+    T_REAL,     /* double in [min, max] */
     T_VIEWS,    /* repeatable NAME=DIM[,DIM...] */
     T_WINDOWS,  /* list of durations */
     T_SECRET,   /* char[]: a password; "@FILE" reads it from FILE */
@@ -50,6 +51,10 @@ static const setting settings[] = {
      "separate views with ';'). The view `all` always exists"},
     {"windows", T_WINDOWS, FIELD(windows), NPS_DEFAULT_WINDOWS, NPS_CMD_CORE, 0, 0, "LIST",
      "sliding windows by event time, each in 60 panes; `total` is always added"},
+    {"trends", T_STRING, FIELD(trends_spec), "1h:7d,1d:90d", NPS_CMD_RUN | NPS_CMD_DEMO, 0, 0,
+     "BUCKET:SPAN,...",
+     "per-segment NPS series published to Redis (PREFIX:trend:VIEW:SEGMENT:BUCKET), e.g. hourly "
+     "for 7 days; empty: none"},
     {"max-segments", T_UINT32, FIELD(max_segments), "100000", NPS_CMD_CORE, 1, UINT32_MAX / 4, "N",
      "segments per view; events of further segments count in `~overflow`"},
     {"max-skew", T_DURATION, FIELD(max_skew_ms), "5m", NPS_CMD_CORE, 0, 0, "DURATION",
@@ -88,6 +93,23 @@ static const setting settings[] = {
     {"dead-letter-topic", T_STRING, FIELD(dead_letter_topic), "", NPS_CMD_RUN, 0, 0, "TOPIC",
      "copy every invalid message, unchanged, to TOPIC with its reason in the header "
      "npstream-reason (future events too); empty: off"},
+    {"alerts", T_STRING, FIELD(alerts), "1h:7d", NPS_CMD_RUN | NPS_CMD_DEMO, 0, 0,
+     "WINDOW:BASELINE,...",
+     "append to PREFIX:alerts when a segment's NPS in WINDOW moves against BASELINE past "
+     "--alert-z (two-proportion z-test), once per crossing; empty: off (the default is off "
+     "when --windows lacks 1h or 7d)"},
+    {"alert-z", T_REAL, FIELD(alert_z), "3", NPS_CMD_RUN | NPS_CMD_DEMO, 0, 1000, "Z",
+     "the |z| an alert fires past"},
+    {"alert-min-responses", T_INT, FIELD(alert_min_responses), "30", NPS_CMD_RUN | NPS_CMD_DEMO, 1,
+     INT64_MAX / 4, "N", "responses each of the two windows needs before an alert can fire"},
+    {"benchmarks", T_STRING, FIELD(benchmarks), "", NPS_CMD_RUN | NPS_CMD_DEMO, 0, 0,
+     "DIM=VALUE:NPS,...",
+     "reference NPS per dimension value (e.g. survey=checkout:42,industry=retail:35): segments "
+     "with that value get `benchmark` and `benchmark_gap` (nps - benchmark)"},
+    {"detractors-maxlen", T_INT, FIELD(detractors_maxlen), "100000", NPS_CMD_RUN | NPS_CMD_DEMO, 0,
+     INT64_MAX / 4, "N",
+     "append each detractor response once to the stream PREFIX:detractors, keeping about the "
+     "newest N; 0: off"},
     {"log-format", T_STRING, FIELD(log_format), "logfmt", NPS_CMD_RUN, 0, 0, "logfmt|json",
      "one line per event: ts=... level=... component=... msg=\"...\", or the same as JSON"},
     {"log-level", T_STRING, FIELD(log_level), "info", NPS_CMD_RUN, 0, 0, "LEVEL",
@@ -301,6 +323,17 @@ static nps_status set_value(loader *ld, const setting *s, const char *value, int
         *(double *)field = v;
         return NPS_OK;
     }
+    case T_REAL: {
+        char *end;
+        double v = strtod(value, &end);
+        if (end == value || *end || !(v >= (double)s->min && v <= (double)s->max)) {
+            nps_error_set(ld->err, "%s (%s): expected a number from %" PRId64 " to %" PRId64
+                          ", got '%s'", s->name, ld->source, s->min, s->max, value);
+            return NPS_ERR_INVALID;
+        }
+        *(double *)field = v;
+        return NPS_OK;
+    }
     case T_WINDOWS:
         if (nps_windows_parse(field, value, &inner) != NPS_OK) {
             nps_error_set(ld->err, "%s (%s): %s", s->name, ld->source, inner.msg);
@@ -399,6 +432,56 @@ static const char *env_lookup(char **envp, const char *name)
         if (strncmp(*e, name, len) == 0 && (*e)[len] == '=')
             return *e + len + 1;
     return NULL;
+}
+
+/* Trends join the windows only where they are published (run with
+ * --brokers); alerts must name windows; benchmarks must name a
+ * dimension of some view. */
+static nps_status check_insights(nps_config *config, nps_error *err)
+{
+    nps_error inner;
+    if (config->brokers[0] &&
+        nps_windows_add_trends(&config->windows, config->trends_spec, &inner) != NPS_OK) {
+        nps_error_set(err, "trends: %s", inner.msg);
+        return NPS_ERR_INVALID;
+    }
+    /* The default pair needs the default windows; with others it is off. */
+    if (strcmp(config->alerts, "1h:7d") == 0 && (nps_windows_find(&config->windows, "1h") < 0 ||
+                                                  nps_windows_find(&config->windows, "7d") < 0))
+        config->alerts[0] = '\0';
+    char list[sizeof(config->benchmarks)];
+    snprintf(list, sizeof(list), "%s", config->alerts);
+    char *save = NULL;
+    for (char *pair = strtok_r(list, ",", &save); pair; pair = strtok_r(NULL, ",", &save)) {
+        char *colon = strchr(pair, ':');
+        if (colon)
+            *colon = '\0';
+        if (!colon || nps_windows_find(&config->windows, pair) < 0 ||
+            nps_windows_find(&config->windows, colon + 1) < 0 || strcmp(pair, colon + 1) == 0) {
+            nps_error_set(err, "alerts: '%s%s%s' is not WINDOW:BASELINE of two of the windows %s",
+                          pair, colon ? ":" : "", colon ? colon + 1 : "", config->windows_spec);
+            return NPS_ERR_INVALID;
+        }
+    }
+    snprintf(list, sizeof(list), "%s", config->benchmarks);
+    for (char *item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(item, '='), *colon = strrchr(item, ':'), *end = NULL;
+        double nps = colon ? strtod(colon + 1, &end) : 0;
+        if (!eq || !colon || colon < eq || end == colon + 1 || *end || !(nps >= -100 && nps <= 100)) {
+            nps_error_set(err, "benchmarks: '%s' is not DIM=VALUE:NPS with NPS in -100..100", item);
+            return NPS_ERR_INVALID;
+        }
+        *eq = '\0';
+        bool known = false;
+        for (int d = 0; d < config->views.ndims; d++)
+            known = known || strcmp(config->views.dim_names[d], item) == 0;
+        if (!known) {
+            nps_error_set(err, "benchmarks: dimension '%s' is in no view (add --view ...=%s)", item,
+                          item);
+            return NPS_ERR_INVALID;
+        }
+    }
+    return NPS_OK;
 }
 
 nps_status nps_config_load(nps_config *config, unsigned command, int argc, char **argv, char **envp,
@@ -519,6 +602,8 @@ nps_status nps_config_load(nps_config *config, unsigned command, int argc, char 
                       config->max_event_bytes);
         return NPS_ERR_INVALID;
     }
+    if ((command & (NPS_CMD_RUN | NPS_CMD_DEMO)) && check_insights(config, err) != NPS_OK)
+        return NPS_ERR_INVALID;
     struct timespec wall, mono;
     clock_gettime(CLOCK_REALTIME, &wall);
     clock_gettime(CLOCK_MONOTONIC, &mono);

@@ -25,6 +25,7 @@ typedef struct nps_config {
     nps_views views;
     nps_windows windows;
     char windows_spec[256];
+    char trends_spec[128];    /* trends published by the pipeline (windows.w[].trend) */
     uint32_t max_segments;    /* per view; past it `~overflow` */
     int64_t max_skew_ms;      /* events further ahead are invalid (future) */
     uint64_t max_event_bytes; /* larger messages are invalid (too_large) */
@@ -51,6 +52,12 @@ typedef struct nps_config {
     int64_t flush_ms;
     char http[128]; /* metrics and health endpoint; empty: off */
     char dead_letter_topic[256]; /* invalid messages copied here; empty: off */
+    /* what NPS teams act on (docs/redis-schema.md) */
+    char alerts[256];          /* WINDOW:BASELINE,...; empty: no alerts */
+    double alert_z;            /* |z| past this fires */
+    int64_t alert_min_responses;
+    char benchmarks[2048];     /* DIM=VALUE:NPS,... */
+    int64_t detractors_maxlen; /* nps:detractors entries kept; 0: off */
     char log_format[16];
     char log_level[16];
     char log_file[NPS_PATH_MAX];

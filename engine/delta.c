@@ -10,6 +10,8 @@
  */
 #include "delta.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,6 +75,7 @@ void nps_delta_destroy(nps_delta *delta)
     for (int v = 0; v < delta->nviews; v++)
         view_free(&delta->views[v]);
     free(delta->partitions);
+    free(delta->detractors);
     free(delta);
 }
 
@@ -90,12 +93,82 @@ void nps_delta_clear(nps_delta *delta)
     delta->messages = delta->counted = delta->late = delta->overflowed = 0;
     delta->npartitions = 0;
     delta->oldest_source_ms = 0;
+    delta->detractors_len = 0;
+    delta->ndetractors = 0;
     memset(delta->invalid, 0, sizeof(delta->invalid));
 }
 
 bool nps_delta_is_empty(const nps_delta *delta)
 {
     return delta->messages == 0 && delta->npartitions == 0;
+}
+
+bool nps_detractors_append(char **buf, size_t *len, size_t *cap, const char *data,
+                           size_t data_len)
+{
+    if (*len + data_len > *cap) {
+        size_t want = *cap ? *cap : 4096;
+        while (want < *len + data_len)
+            want *= 2;
+        char *bigger = realloc(*buf, want);
+        if (!bigger)
+            return false;
+        *buf = bigger;
+        *cap = want;
+    }
+    if (data_len)
+        memcpy(*buf + *len, data, data_len);
+    *len += data_len;
+    return true;
+}
+
+static bool put_string(nps_delta *delta, const char *s, size_t len)
+{
+    uint32_t n = (uint32_t)len;
+    return nps_detractors_append(&delta->detractors, &delta->detractors_len,
+                                 &delta->detractors_cap, (const char *)&n, 4) &&
+           nps_detractors_append(&delta->detractors, &delta->detractors_len,
+                                 &delta->detractors_cap, s, len);
+}
+
+static bool put_field(nps_delta *delta, const char *name, const char *value, size_t len)
+{
+    return put_string(delta, name, strlen(name)) && put_string(delta, value, len);
+}
+
+bool nps_delta_add_detractor(nps_delta *delta, const nps_views *views, const nps_event *ev,
+                             int64_t ts_ms, int32_t partition, int64_t offset)
+{
+    char num[64];
+    size_t mark = delta->detractors_len;
+    uint16_t nfields = (uint16_t)(5 + views->ndims + ev->has_value + (ev->comment.len > 0));
+    bool ok = nps_detractors_append(&delta->detractors, &delta->detractors_len,
+                                    &delta->detractors_cap, (const char *)&nfields, 2) &&
+              put_field(delta, "id", ev->id.ptr ? ev->id.ptr : "", ev->id.len);
+    int n = snprintf(num, sizeof(num), "%d", ev->score);
+    ok = ok && put_field(delta, "score", num, (size_t)n);
+    n = snprintf(num, sizeof(num), "%" PRId64, ts_ms);
+    ok = ok && put_field(delta, "ts", num, (size_t)n);
+    for (int d = 0; ok && d < views->ndims; d++)
+        ok = put_field(delta, views->dim_names[d], ev->dims[d].ptr ? ev->dims[d].ptr : "",
+                       ev->dims[d].len);
+    if (ok && ev->has_value) {
+        n = snprintf(num, sizeof(num), "%" PRId64 ".%02d", ev->value_cents / 100,
+                     (int)(ev->value_cents % 100));
+        ok = put_field(delta, "value", num, (size_t)n);
+    }
+    if (ok && ev->comment.len)
+        ok = put_field(delta, "comment", ev->comment.ptr, ev->comment.len);
+    n = snprintf(num, sizeof(num), "%d", (int)partition);
+    ok = ok && put_field(delta, "partition", num, (size_t)n);
+    n = snprintf(num, sizeof(num), "%" PRId64, offset);
+    ok = ok && put_field(delta, "offset", num, (size_t)n);
+    if (!ok) {
+        delta->detractors_len = mark;
+        return false;
+    }
+    delta->ndetractors++;
+    return true;
 }
 
 bool nps_delta_set_partition(nps_delta *delta, int32_t partition, int64_t next_offset)

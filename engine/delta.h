@@ -27,13 +27,13 @@
 
 #define NPS_SEGMENT_NONE UINT32_MAX
 
-/* One (segment, delta pane) of one view: 64 bytes, one cache line. */
+/* One (segment, delta pane) of one view: 88 bytes. */
 typedef struct nps_cell {
     int64_t pane; /* delta pane start (ms), or NPS_PANE_LATE */
     uint32_t segment;
     uint32_t sent;
     uint32_t h[NPS_BUCKETS];
-    uint32_t reserved;
+    uint64_t value[NPS_CLASSES]; /* cents, by score class */
 } nps_cell;
 
 typedef struct nps_delta_segment {
@@ -79,6 +79,12 @@ typedef struct nps_delta {
     uint64_t invalid[NPS_INVALID_REASONS]; /* by reason */
     uint64_t late;                         /* counted in `total` only */
     uint64_t overflowed;                   /* (event, view) pairs sent to `~overflow` */
+    /* Detractor responses to append to the stream PREFIX:detractors, in
+     * flush.lua's wire form (a "<I2" field count, then "<I4"-length-
+     * prefixed names and values). */
+    char *detractors;
+    size_t detractors_len, detractors_cap;
+    uint32_t ndetractors;
 } nps_delta;
 
 nps_delta *nps_delta_new(int nviews, nps_error *err);
@@ -108,6 +114,17 @@ uint32_t nps_delta_segment_for(nps_delta *delta, const nps_views *views, int vie
 /* @locality owner. The cell of (segment, pane), found or added; NULL only
  * when memory runs out. */
 nps_cell *nps_delta_cell_for(nps_delta *delta, int view, uint32_t segment, int64_t pane);
+
+/* @locality owner. Append one detractor response: id, score, ts, every
+ * dimension of the views, value and comment when present, and where it
+ * came from. False when memory runs out. */
+bool nps_delta_add_detractor(nps_delta *delta, const nps_views *views, const nps_event *ev,
+                             int64_t ts_ms, int32_t partition, int64_t offset);
+
+/* Append `len` bytes of detractor entries (another delta's) to `buf`,
+ * growing it; false when memory runs out. */
+bool nps_detractors_append(char **buf, size_t *len, size_t *cap, const char *data,
+                           size_t data_len);
 
 /* Decode a segment's canonical tuple into dimension values indexed as
  * nps_views.dim_names (the view's dimensions only; others untouched). */

@@ -62,6 +62,7 @@ static const char *const reason_names[NPS_INVALID_REASONS] = {
     [NPS_INVALID_TYPE] = "bad_type",
     [NPS_INVALID_DIMENSION] = "bad_dimension",
     [NPS_INVALID_FIELD] = "bad_field",
+    [NPS_INVALID_VALUE] = "bad_value",
     [NPS_INVALID_FUTURE] = "future",
 };
 
@@ -233,42 +234,66 @@ static nps_invalid_reason invalid(char *detail, size_t detail_size, nps_invalid_
 #define EXCERPT(v) (int)((v)->len > 40 ? 40 : (v)->len), (v)->ptr
 
 /*
- * A validated JSON number as a finite double. Plain decimals of at most 15
- * digits (amounts such as 1240.5) are exact integers divided by an exact
- * power of ten: one correctly rounded division, the same result strtod
- * gives, without its cost. Others, of any length, go through strtod on a
- * NUL-terminated copy in `spare` (room for len + 1 bytes); overflow is
- * invalid.
+ * A validated JSON number as a whole number of cents, exactly: the decimal
+ * digits are read as written (no binary floating point), digits past the
+ * cents are rounded half up, and the result must lie in
+ * [0, NPS_VALUE_MAX_CENTS]. A literal of any length or exponent works.
  */
-static bool number_to_double(const char *lit, size_t len, char *spare, double *out)
+static bool number_to_cents(const char *lit, size_t len, int64_t *out)
 {
-    static const double powers[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                    1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
     const char *p = lit, *end = lit + len;
     bool negative = p < end && *p == '-';
     p += negative;
-    uint64_t mantissa = 0;
-    int digits = 0, fraction = -1;
-    for (; p < end && digits <= 15; p++) {
-        if (*p == '.' && fraction < 0) {
-            fraction = 0;
+    const char *digits = p;
+    size_t ndigits = 0, nfraction = 0;
+    bool in_fraction = false;
+    for (; p < end && ((*p >= '0' && *p <= '9') || *p == '.'); p++) {
+        if (*p == '.') {
+            in_fraction = true;
             continue;
         }
-        if (*p < '0' || *p > '9')
-            break;
-        mantissa = mantissa * 10 + (uint64_t)(*p - '0');
-        digits++;
-        fraction += fraction >= 0;
+        ndigits++;
+        nfraction += in_fraction;
     }
-    if (p == end && digits <= 15) {
-        double v = (double)mantissa / powers[fraction > 0 ? fraction : 0];
-        *out = negative ? -v : v;
-        return true;
+    const char *digits_end = p;
+    int64_t exponent = 0;
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        bool exp_negative = p < end && *p == '-';
+        p += p < end && (*p == '-' || *p == '+');
+        for (; p < end && *p >= '0' && *p <= '9'; p++)
+            if (exponent < 1000000000)
+                exponent = exponent * 10 + (*p - '0');
+        exponent = exp_negative ? -exponent : exponent;
     }
-    memcpy(spare, lit, len);
-    spare[len] = '\0';
-    *out = strtod(spare, NULL);
-    return isfinite(*out);
+    /* value = D * 10^(exponent - nfraction); cents keep the first `kept`
+     * digits of D (and zeros past its end). */
+    int64_t kept = (int64_t)ndigits + exponent - (int64_t)nfraction + 2;
+    uint64_t cents = 0;
+    int64_t taken = 0;
+    int round_digit = 0;
+    for (const char *d = digits; d < digits_end; d++) {
+        if (*d == '.')
+            continue;
+        if (taken < kept) {
+            cents = cents * 10 + (uint64_t)(*d - '0');
+            if (cents > NPS_VALUE_MAX_CENTS)
+                return false;
+        } else if (taken == kept) {
+            round_digit = *d - '0';
+        }
+        taken++;
+    }
+    for (; taken < kept && cents; taken++) {
+        cents *= 10;
+        if (cents > NPS_VALUE_MAX_CENTS)
+            return false;
+    }
+    cents += round_digit >= 5;
+    if (cents > NPS_VALUE_MAX_CENTS || (negative && cents))
+        return false;
+    *out = (int64_t)cents;
+    return true;
 }
 
 static nps_invalid_reason apply_field(nps_event_parser *parser, const field *f,
@@ -327,16 +352,12 @@ static nps_invalid_reason apply_field(nps_event_parser *parser, const field *f,
     }
     if (f->roles & ROLE_VALUE) {
         if (v->type == NPS_JSON_NUMBER)
-            /* The scratch past what is used has room: the literal, the
-             * strings decoded so far and the braces are disjoint parts of
-             * a message of at most max_event_bytes. */
-            ev->has_value = number_to_double(v->ptr, v->len, parser->scratch + parser->scratch_used,
-                                             &ev->value);
+            ev->has_value = number_to_cents(v->ptr, v->len, &ev->value_cents);
         if (v->type == NPS_JSON_NULL)
             ev->has_value = false;
         else if (v->type != NPS_JSON_NUMBER || !ev->has_value)
-            return invalid(detail, detail_size, NPS_INVALID_FIELD,
-                           "value must be a finite number, got %.*s", EXCERPT(v));
+            return invalid(detail, detail_size, NPS_INVALID_VALUE,
+                           "value must be a number from 0 to 1e12, got %.*s", EXCERPT(v));
     }
     if (f->dim >= 0) {
         nps_str *dim = &ev->dims[f->dim];
@@ -374,6 +395,7 @@ nps_invalid_reason nps_event_parse(nps_event_parser *parser, const char *msg, si
     ev->sent = false;
     ev->score = -1;
     ev->has_value = false;
+    ev->value_cents = 0;
     ev->id = (nps_str){0};
     ev->comment = (nps_str){0};
     memset(ev->dims, 0, sizeof(ev->dims[0]) * (size_t)parser->ndims);

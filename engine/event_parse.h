@@ -25,7 +25,8 @@ typedef enum nps_invalid_reason {
     NPS_INVALID_TS,            /* ts neither epoch ms nor RFC 3339 */
     NPS_INVALID_TYPE,          /* type neither "response" nor "sent" */
     NPS_INVALID_DIMENSION,     /* a dimension neither string, integer nor null */
-    NPS_INVALID_FIELD,         /* id, value or comment of the wrong type */
+    NPS_INVALID_FIELD,         /* id or comment of the wrong type */
+    NPS_INVALID_VALUE,         /* value not a number from 0 to NPS_VALUE_MAX_CENTS / 100 */
     NPS_INVALID_FUTURE,        /* ts beyond now + the allowed clock skew */
     NPS_INVALID_REASONS
 } nps_invalid_reason;
@@ -33,13 +34,17 @@ typedef enum nps_invalid_reason {
 /* Stable snake_case name of a reason, used in metrics and dead letters. */
 const char *nps_invalid_reason_name(nps_invalid_reason reason);
 
+/* `value` (a customer's lifetime value or revenue) is kept exactly in
+ * cents, up to 1e12. */
+#define NPS_VALUE_MAX_CENTS 100000000000000ULL
+
 typedef struct nps_event {
     int64_t ts_ms;
     bool has_ts; /* false: the caller supplies the message timestamp */
     bool sent;   /* type "sent": an invitation, no score */
     int score;   /* 0..10 for a response */
     bool has_value;
-    double value;
+    int64_t value_cents;        /* value in hundredths, rounded half up */
     nps_str id;                 /* empty when absent */
     nps_str comment;            /* empty when absent */
     nps_str dims[NPS_MAX_DIMS]; /* by nps_views.dim_names; empty when absent or null */

@@ -7,11 +7,16 @@
 --
 -- ARGV: 1 prefix, 2 group, 3 topic, 4 unit, 5 view, 6 the view's dimensions
 -- (comma-separated), 7 now (epoch ms), 8 flush id, 9 windows
--- "name:size_ms:pane_ms;..." (total has 0:0), 10 fences
--- "partition:begin:end;..." (begin -1: no fence yet), then pairs
--- (segment, entries). entries is binary: per (window, pane) one record
--- "<Bi8" window index (0-based), pane index, then 12 little-endian int64:
--- h0..h10 and sent.
+-- "name:size_ms:pane_ms:panes:kind;..." (kind w: a window, t: a trend;
+-- total has 0:0:0:w), 10 fences "partition:begin:end;..." (begin -1: no
+-- fence yet), 11 alerts "window:baseline:z:min_responses;...", 12 the
+-- view's benchmarks "dim=value<TAB>nps<LF>..." (value percent-encoded as in
+-- segments), 13 the detractor stream's MAXLEN, 14 detractor entries (binary:
+-- per entry "<I2" field count, then "<I4"-length-prefixed names and
+-- values), then pairs (segment, entries). entries is binary: per (window,
+-- pane) one record "<Bi8" window index (0-based), pane index, then 15
+-- little-endian int64: h0..h10, sent, and the value in cents of
+-- promoters, passives and detractors.
 --
 -- Returns {"ok", segments, expired panes}, {"applied"} when every fence
 -- already equals its end (a retry of a unit whose reply was lost), or
@@ -21,7 +26,8 @@
 local prefix, group, topic, unit, view, dims = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local now = tonumber(ARGV[7])
 local flush_id = ARGV[8]
-local NF = 12 -- h0..h10, sent
+local NF = 15 -- h0..h10, sent, value cents by class
+local PANE_BYTES = 8 * NF
 local ENTRY = '<Bi8' .. string.rep('i8', NF)
 local PANE = '<' .. string.rep('i8', NF)
 local CHUNK = 4000 -- keeps unpack() under Lua's C stack limit
@@ -43,9 +49,17 @@ local function chunked(cmd, key, list, stride)
     return out
 end
 
+-- Panes stored before values were counted hold 12 counts: the rest are 0.
+local function widen(s)
+    if #s < PANE_BYTES then return s .. string.rep('\0', PANE_BYTES - #s) end
+    return s
+end
+
 local windows = {}
-for name, size, pane in string.gmatch(ARGV[9], '([^:;]+):(%d+):(%d+)') do
-    windows[#windows + 1] = {name = name, size = tonumber(size), pane = tonumber(pane)}
+for name, size, pane, npanes, kind in
+    string.gmatch(ARGV[9], '([^:;]+):(%d+):(%d+):(%d+):(%a)') do
+    windows[#windows + 1] = {name = name, size = tonumber(size), pane = tonumber(pane),
+                             npanes = tonumber(npanes), trend = kind == 't'}
 end
 
 -- 1. Fences: every partition of the flush must stand where it began.
@@ -104,7 +118,11 @@ local lowkey = prefix .. ':low:' .. unit
 local low, expired = {}, 0
 local finite = {}
 for i, w in ipairs(windows) do
-    if w.size > 0 then finite[#finite + 1] = i end
+    if w.trend then
+        low[i] = math.floor(now / w.pane) - (w.npanes - 1)
+    elseif w.size > 0 then
+        finite[#finite + 1] = i
+    end
 end
 if #finite > 0 then
     local names = {}
@@ -113,7 +131,7 @@ if #finite > 0 then
     local moved = {}
     for k, wi in ipairs(finite) do
         local w = windows[wi]
-        local l = math.floor(now / w.pane) - 59
+        local l = math.floor(now / w.pane) - (w.npanes - 1)
         local old = stored[k] and tonumber(stored[k])
         if old and old >= l then
             l = old
@@ -124,7 +142,7 @@ if #finite > 0 then
                 local pkey = pane_key(w, tonumber(idx))
                 local kv = redis.call('HGETALL', pkey)
                 for j = 1, #kv, 2 do
-                    add(kv[j], wi, {struct.unpack(PANE, kv[j + 1])}, -1)
+                    add(kv[j], wi, {struct.unpack(PANE, widen(kv[j + 1]))}, -1)
                 end
                 redis.call('DEL', pkey)
                 expired = expired + 1
@@ -140,21 +158,42 @@ if #finite > 0 then
     if #moved > 0 then redis.call('HSET', lowkey, unpack(moved)) end
 end
 
--- 3. The new deltas: into their panes (kept for expiry) and the totals.
+-- 3. The new deltas: into their panes (kept for expiry) and the totals;
+-- a trend's into its buckets.
+local FIRST_PAIR = 15
 local segments = {}
 local panes = {} -- panes[wi][idx] = {segs = {...}, vals = {...}}
-for i = 11, #ARGV - 1, 2 do
+local trends = {} -- trends[wi][seg] = {idx = counts, ...}, with trend_order[wi]
+local trend_order = {}
+for i = FIRST_PAIR, #ARGV - 1, 2 do
     local seg, data = ARGV[i], ARGV[i + 1]
     segments[#segments + 1] = seg
     local pos = 1
     while pos <= #data do
-        local w1, idx, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, nextpos =
-            struct.unpack(ENTRY, data, pos)
+        local w1, idx, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15,
+              nextpos = struct.unpack(ENTRY, data, pos)
         pos = nextpos
         local wi = w1 + 1
         local w = windows[wi]
-        if w.size == 0 or idx >= low[wi] then
-            local counts = {c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12}
+        if w.trend then
+            if idx >= low[wi] then
+                local per = trends[wi]
+                if not per then
+                    per = {}
+                    trends[wi] = per
+                    trend_order[wi] = {}
+                end
+                local t = per[seg]
+                if not t then
+                    t = {}
+                    per[seg] = t
+                    local o = trend_order[wi]
+                    o[#o + 1] = seg
+                end
+                t[idx] = {c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11}
+            end
+        elseif w.size == 0 or idx >= low[wi] then
+            local counts = {c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15}
             if w.size > 0 then
                 local byidx = panes[wi]
                 if not byidx then
@@ -168,7 +207,8 @@ for i = 11, #ARGV - 1, 2 do
                 end
                 p.segs[#p.segs + 1] = seg
                 -- a copy: add() may keep `counts` as the running sum
-                p.vals[#p.vals + 1] = {c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12}
+                p.vals[#p.vals + 1] = {c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13,
+                                       c14, c15}
             end
             add(seg, wi, counts, 1)
         end
@@ -187,7 +227,7 @@ for wi, byidx in pairs(panes) do
         for k, seg in ipairs(p.segs) do
             local v = p.vals[k]
             if old[k] then
-                local o = {struct.unpack(PANE, old[k])}
+                local o = {struct.unpack(PANE, widen(old[k]))}
                 for f = 1, NF do v[f] = v[f] + o[f] end
             end
             args[#args + 1] = seg
@@ -202,39 +242,66 @@ end
 
 -- 4. Window hashes: counts and derived fields rewritten together, so a
 -- reader never sees NPS disagree with the counts.
-local HFIELDS = {'h0', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'h7', 'h8', 'h9', 'h10', 'sent'}
+local HFIELDS = {'h0', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'h7', 'h8', 'h9', 'h10', 'sent',
+                 'value_promoters', 'value_passives', 'value_detractors'}
 local stamp = string.format('%d', now)
 local touched = 0
 
+-- Money is kept exactly: cents as integers, written with two decimals.
+local function money(cents)
+    return string.format('%d.%02d', math.floor(cents / 100), cents % 100)
+end
+local function cents_of(text)
+    if not text then return 0 end
+    local units, hundredths = string.match(text, '^(%d+)%.(%d%d)$')
+    return tonumber(units) * 100 + tonumber(hundredths)
+end
+
+-- Benchmarks of this view: the segment part "dim=value" -> reference NPS.
+local benchmarks = {}
+for needle, ref in string.gmatch(ARGV[12], '([^\t\n]+)\t([^\n]+)\n') do
+    benchmarks[#benchmarks + 1] = {needle = ',' .. needle .. ',', ref = tonumber(ref)}
+end
+local function benchmark_of(seg)
+    if #benchmarks == 0 then return nil end
+    local padded = ',' .. seg .. ','
+    for _, b in ipairs(benchmarks) do
+        if string.find(padded, b.needle, 1, true) then return b.ref end
+    end
+    return nil
+end
+
 -- Rewrite one window hash: only the fields whose value changes, plus
 -- updated_ms. Each field written costs Redis time; unchanged ones are
--- skipped.
-local function write_window(wkey, d)
-    local old = redis.call('HMGET', wkey, 'h0', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'h7', 'h8',
-                           'h9', 'h10', 'sent')
+-- skipped. Returns the window's responses, promoters and detractors.
+local function write_window(wkey, d, seg)
+    local old = redis.call('HMGET', wkey, unpack(HFIELDS))
     local args = {'updated_ms', stamp}
     local n, o_n, pro, o_pro, det, o_det, sum, o_sum = 0, 0, 0, 0, 0, 0, 0, 0
-    for f = 1, NF do
+    for f = 1, 11 do
         local was = tonumber(old[f]) or 0
-        local now_v = was + d[f]
+        local v = was + d[f]
         if d[f] ~= 0 or not old[f] then
             args[#args + 1] = HFIELDS[f]
-            args[#args + 1] = now_v
+            args[#args + 1] = v
         end
-        if f <= 11 then
-            n, o_n = n + now_v, o_n + was
-            sum, o_sum = sum + (f - 1) * now_v, o_sum + (f - 1) * was
-            if f >= 10 then
-                pro, o_pro = pro + now_v, o_pro + was
-            elseif f <= 7 then
-                det, o_det = det + now_v, o_det + was
-            end
-        else
-            if now_v > 0 and (d[f] ~= 0 or n ~= o_n) then
-                args[#args + 1] = 'response_rate'
-                args[#args + 1] = string.format('%.6f', n / now_v)
-            end
+        n, o_n = n + v, o_n + was
+        sum, o_sum = sum + (f - 1) * v, o_sum + (f - 1) * was
+        if f >= 10 then
+            pro, o_pro = pro + v, o_pro + was
+        elseif f <= 7 then
+            det, o_det = det + v, o_det + was
         end
+    end
+    local o_sent = tonumber(old[12]) or 0
+    local sent = o_sent + d[12]
+    if d[12] ~= 0 or not old[12] then
+        args[#args + 1] = 'sent'
+        args[#args + 1] = sent
+    end
+    if sent > 0 and (d[12] ~= 0 or n ~= o_n) then
+        args[#args + 1] = 'response_rate'
+        args[#args + 1] = string.format('%.6f', n / sent)
     end
     local fresh = not old[1]
     local pas, o_pas = n - pro - det, o_n - o_pro - o_det
@@ -243,54 +310,244 @@ local function write_window(wkey, d)
     if fresh or pas ~= o_pas then args[#args + 1] = 'passives'; args[#args + 1] = pas end
     if fresh or det ~= o_det then args[#args + 1] = 'detractors'; args[#args + 1] = det end
     if fresh or sum ~= o_sum then args[#args + 1] = 'score_sum'; args[#args + 1] = sum end
+    local gone
     if n > 0 and (fresh or n ~= o_n or pro ~= o_pro or det ~= o_det or sum ~= o_sum) then
         local ps, ds = pro / n, det / n
         local var = ps + ds - (ps - ds) * (ps - ds)
         if var < 0 then var = 0 end
+        local nps = 100 * (pro - det) / n
         args[#args + 1] = 'nps'
-        args[#args + 1] = string.format('%.4f', 100 * (pro - det) / n)
+        args[#args + 1] = string.format('%.4f', nps)
         args[#args + 1] = 'moe95'
         args[#args + 1] = string.format('%.4f', 196 * math.sqrt(var / n))
         args[#args + 1] = 'avg'
         args[#args + 1] = string.format('%.4f', sum / n)
+        local ref = benchmark_of(seg)
+        if ref then
+            args[#args + 1] = 'benchmark'
+            args[#args + 1] = string.format('%.4f', ref)
+            args[#args + 1] = 'benchmark_gap'
+            args[#args + 1] = string.format('%.4f', nps - ref)
+        end
+    end
+    -- Value-weighted: present while the window holds any value.
+    if d[13] ~= 0 or d[14] ~= 0 or d[15] ~= 0 then
+        local vp = cents_of(old[13]) + d[13]
+        local vpa = cents_of(old[14]) + d[14]
+        local vd = cents_of(old[15]) + d[15]
+        local value = vp + vpa + vd
+        if value > 0 then
+            args[#args + 1] = 'value_promoters'
+            args[#args + 1] = money(vp)
+            args[#args + 1] = 'value_passives'
+            args[#args + 1] = money(vpa)
+            args[#args + 1] = 'value_detractors'
+            args[#args + 1] = money(vd)
+            args[#args + 1] = 'value_nps'
+            args[#args + 1] = string.format('%.4f', 100 * (vp - vd) / value)
+            args[#args + 1] = 'revenue_at_risk'
+            args[#args + 1] = money(vd)
+        else
+            gone = {'value_promoters', 'value_passives', 'value_detractors', 'value_nps',
+                    'revenue_at_risk'}
+        end
     end
     redis.call('HSET', wkey, unpack(args))
-    local gone = {}
-    if n == 0 and o_n > 0 then gone = {'nps', 'moe95', 'avg'} end
-    local sent, o_sent = (tonumber(old[12]) or 0) + d[12], tonumber(old[12]) or 0
-    if sent == 0 and o_sent > 0 then gone[#gone + 1] = 'response_rate' end
-    if #gone > 0 then redis.call('HDEL', wkey, unpack(gone)) end
+    if n == 0 and o_n > 0 then
+        gone = gone or {}
+        for _, f in ipairs({'nps', 'moe95', 'avg', 'benchmark', 'benchmark_gap'}) do
+            gone[#gone + 1] = f
+        end
+    end
+    if sent == 0 and o_sent > 0 then
+        gone = gone or {}
+        gone[#gone + 1] = 'response_rate'
+    end
+    if gone then redis.call('HDEL', wkey, unpack(gone)) end
+    return n, pro, det
 end
 
+-- Alerts: WINDOW against BASELINE, by a two-proportion z-test of NPS
+-- (p - d, with variance (p + d - (p - d)^2) / n in each window).
+local alerts = {}
+for win, base, z, minn in string.gmatch(ARGV[11], '([^:;]+):([^:;]+):([^:;]+):(%d+)') do
+    local a = {z = tonumber(z), minn = tonumber(minn), field = 'alert_' .. base,
+               wname = win, bname = base}
+    for wi, w in ipairs(windows) do
+        if not w.trend and w.name == win then a.w = wi end
+        if not w.trend and w.name == base then a.b = wi end
+    end
+    if a.w and a.b then alerts[#alerts + 1] = a end
+end
+local alerts_fired = 0
+
+local function counts_of(wkey)
+    local r = redis.call('HMGET', wkey, 'responses', 'promoters', 'detractors')
+    return tonumber(r[1]) or 0, tonumber(r[2]) or 0, tonumber(r[3]) or 0
+end
+
+local function check_alert(a, seg, res, base)
+    local rw, rb = res[a.w], res[a.b]
+    if not rw and not rb then return end
+    local wkey = base .. seg .. ':' .. a.wname
+    local n1, p1, d1
+    if rw then n1, p1, d1 = rw[1], rw[2], rw[3] else n1, p1, d1 = counts_of(wkey) end
+    local n2, p2, d2
+    if rb then
+        n2, p2, d2 = rb[1], rb[2], rb[3]
+    else
+        n2, p2, d2 = counts_of(base .. seg .. ':' .. a.bname)
+    end
+    local firing, z, dir = false, 0, ''
+    if n1 >= a.minn and n2 >= a.minn then
+        local s1, s2 = (p1 - d1) / n1, (p2 - d2) / n2
+        local v1 = ((p1 + d1) / n1 - s1 * s1) / n1
+        local v2 = ((p2 + d2) / n2 - s2 * s2) / n2
+        if v1 + v2 > 0 then
+            z = (s1 - s2) / math.sqrt(v1 + v2)
+            firing = math.abs(z) > a.z
+            dir = z < 0 and 'down' or 'up'
+        end
+    end
+    local was = redis.call('HGET', wkey, a.field)
+    if firing == (was ~= false and was ~= nil) then return end
+    if firing then
+        redis.call('HSET', wkey, a.field, dir)
+    else
+        redis.call('HDEL', wkey, a.field)
+    end
+    local nps1 = n1 > 0 and string.format('%.4f', 100 * (p1 - d1) / n1) or ''
+    local nps2 = n2 > 0 and string.format('%.4f', 100 * (p2 - d2) / n2) or ''
+    redis.call('XADD', prefix .. ':alerts', 'MAXLEN', '~', 10000, '*', 'view', view,
+               'segment', seg, 'window', a.wname, 'baseline', a.bname,
+               'state', firing and 'firing' or 'resolved', 'direction', firing and dir or was,
+               'nps', nps1, 'baseline_nps', nps2, 'n', n1, 'baseline_n', n2,
+               'z', string.format('%.4f', z), 'now_ms', stamp)
+    alerts_fired = alerts_fired + 1
+end
+
+-- Per segment, every window it touched, then its alerts.
+local by_seg, seg_order = {}, {}
 for wi, segs in pairs(order) do
     local per = acc[wi]
-    local wname = windows[wi].name
-    local base = prefix .. ':win:' .. view .. ':'
     for _, seg in ipairs(segs) do
         local d = per[seg]
-        local changed = false
         for f = 1, NF do
             if d[f] ~= 0 then
-                changed = true
+                local t = by_seg[seg]
+                if not t then
+                    t = {}
+                    by_seg[seg] = t
+                    seg_order[#seg_order + 1] = seg
+                end
+                t[wi] = d
                 break
             end
         end
-        if changed then
+    end
+end
+local base = prefix .. ':win:' .. view .. ':'
+local with_alerts = #alerts > 0
+for _, seg in ipairs(seg_order) do
+    local t = by_seg[seg]
+    local res = with_alerts and {} or nil
+    for wi, w in ipairs(windows) do
+        local d = t[wi]
+        if d then
             touched = touched + 1
-            write_window(base .. seg .. ':' .. wname, d)
+            local n, pro, det = write_window(base .. seg .. ':' .. w.name, d, seg)
+            if res then res[wi] = {n, pro, det} end
+        end
+    end
+    if res then
+        for _, a in ipairs(alerts) do check_alert(a, seg, res, base) end
+    end
+end
+
+-- 5. Trends: one hash per (segment, trend), a field per bucket start (ms):
+-- "responses,promoters,passives,detractors,nps". Buckets that left the
+-- span are dropped when a new one starts; an idle key expires.
+local trend_buckets = 0
+for wi, segs in pairs(trend_order) do
+    local w = windows[wi]
+    local per = trends[wi]
+    for _, seg in ipairs(segs) do
+        local key = prefix .. ':trend:' .. view .. ':' .. seg .. ':' .. w.name
+        local fields, deltas = {}, {}
+        for idx, c in pairs(per[seg]) do
+            local n = 0
+            for f = 1, 11 do n = n + c[f] end
+            if n > 0 then
+                fields[#fields + 1] = string.format('%d', idx * w.pane)
+                deltas[#deltas + 1] = {n, c[10] + c[11], c[8] + c[9],
+                                       c[1] + c[2] + c[3] + c[4] + c[5] + c[6] + c[7]}
+            end
+        end
+        if #fields > 0 then
+            local old = redis.call('HMGET', key, unpack(fields))
+            local args, new_bucket = {}, false
+            for k, field in ipairs(fields) do
+                local v = deltas[k]
+                if old[k] then
+                    local o1, o2, o3, o4 = string.match(old[k], '^(%d+),(%d+),(%d+),(%d+)')
+                    v = {v[1] + tonumber(o1), v[2] + tonumber(o2), v[3] + tonumber(o3),
+                         v[4] + tonumber(o4)}
+                else
+                    new_bucket = true
+                end
+                args[#args + 1] = field
+                args[#args + 1] = string.format('%d,%d,%d,%d,%.4f', v[1], v[2], v[3], v[4],
+                                                100 * (v[2] - v[4]) / v[1])
+            end
+            redis.call('HSET', key, unpack(args))
+            trend_buckets = trend_buckets + #fields
+            if new_bucket then
+                local first = low[wi] * w.pane
+                local stale = {}
+                for _, f in ipairs(redis.call('HKEYS', key)) do
+                    if tonumber(f) < first then stale[#stale + 1] = f end
+                end
+                if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+            end
+            redis.call('PEXPIRE', key, w.size + w.pane)
         end
     end
 end
 
--- 5. Segment set, catalogue, fences, and the notification.
+-- 6. Detractor follow-up: each detractor response once, in the unit that
+-- holds the `all` view's segment (its fences make it exactly once).
+local detractors = 0
+local blob, maxlen = ARGV[14], ARGV[13]
+local pos = 1
+while pos <= #blob do
+    local nf
+    nf, pos = struct.unpack('<I2', blob, pos)
+    local args = {prefix .. ':detractors', 'MAXLEN', '~', maxlen, '*'}
+    for _ = 1, 2 * nf do
+        local len
+        len, pos = struct.unpack('<I4', blob, pos)
+        args[#args + 1] = string.sub(blob, pos, pos + len - 1)
+        pos = pos + len
+    end
+    redis.call('XADD', unpack(args))
+    detractors = detractors + 1
+end
+
+-- 7. Segment set, catalogue, fences, and the notification.
 if #segments > 0 then chunked('SADD', prefix .. ':segments:' .. view, segments, 1) end
 redis.call('HSET', prefix .. ':views', view, dims)
-local wargs = {}
+local wargs, targs = {}, {}
 for _, w in ipairs(windows) do
-    wargs[#wargs + 1] = w.name
-    wargs[#wargs + 1] = string.format('%d', w.size)
+    if w.trend then
+        targs[#targs + 1] = w.name
+        targs[#targs + 1] = string.format('%d', w.size)
+    else
+        wargs[#wargs + 1] = w.name
+        wargs[#wargs + 1] = string.format('%d', w.size)
+    end
 end
 redis.call('HSET', prefix .. ':windows', unpack(wargs))
+if #targs > 0 then redis.call('HSET', prefix .. ':trends', unpack(targs)) end
 if #parts > 0 then
     local fset = {}
     for i, part in ipairs(parts) do
@@ -302,6 +559,7 @@ end
 if #segments > 0 or expired > 0 then
     redis.call('XADD', prefix .. ':updates', 'MAXLEN', '~', 10000, '*', 'flush', flush_id,
                'view', view, 'unit', unit, 'segments', #segments, 'windows_touched', touched,
-               'expired_panes', expired, 'now_ms', stamp)
+               'expired_panes', expired, 'trend_buckets', trend_buckets, 'alerts', alerts_fired,
+               'detractors', detractors, 'now_ms', stamp)
 end
 return {'ok', #segments, expired}

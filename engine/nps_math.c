@@ -23,6 +23,8 @@ void nps_counts_add(nps_counts *into, const nps_counts *delta)
     for (int s = 0; s < NPS_BUCKETS; s++)
         into->h[s] += delta->h[s];
     into->sent += delta->sent;
+    for (int c = 0; c < NPS_CLASSES; c++)
+        into->value[c] += delta->value[c];
 }
 
 void nps_counts_sub(nps_counts *from, const nps_counts *delta)
@@ -30,6 +32,8 @@ void nps_counts_sub(nps_counts *from, const nps_counts *delta)
     for (int s = 0; s < NPS_BUCKETS; s++)
         from->h[s] -= delta->h[s];
     from->sent -= delta->sent;
+    for (int c = 0; c < NPS_CLASSES; c++)
+        from->value[c] -= delta->value[c];
 }
 
 bool nps_counts_is_zero(const nps_counts *c)
@@ -37,12 +41,23 @@ bool nps_counts_is_zero(const nps_counts *c)
     for (int s = 0; s < NPS_BUCKETS; s++)
         if (c->h[s])
             return false;
+    for (int k = 0; k < NPS_CLASSES; k++)
+        if (c->value[k])
+            return false;
     return c->sent == 0;
 }
 
 void nps_summarize(const nps_counts *c, nps_summary *out)
 {
     *out = (nps_summary){.sent = c->sent};
+    for (int k = 0; k < NPS_CLASSES; k++) {
+        out->value[k] = c->value[k];
+        out->value_total += c->value[k];
+    }
+    if (out->value_total)
+        out->value_nps = 100.0 *
+                         ((double)c->value[NPS_PROMOTER] - (double)c->value[NPS_DETRACTOR]) /
+                         (double)out->value_total;
     for (int s = 0; s < NPS_BUCKETS; s++) {
         out->responses += c->h[s];
         out->score_sum += (uint64_t)s * c->h[s];

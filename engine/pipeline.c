@@ -55,7 +55,7 @@
 #define REDIS_TIMEOUT_MS 30000
 #define REVOKE_FLUSH_WAIT_MS 10000
 #define SHUTDOWN_FLUSH_WAIT_MS 15000
-#define NF 12 /* h0..h10, sent: the counts of one pane in a payload */
+#define NF 15 /* h0..h10, sent, value cents by class: one pane in a payload */
 
 typedef struct pipeline pipeline;
 
@@ -170,7 +170,14 @@ struct pipeline {
     uint64_t flush_seq;
     int64_t retry_at_ms, backoff_ms;
     bool redis_down;
-    char windows_arg[512];
+    char windows_arg[1024];
+    char alerts_arg[512];   /* flush.lua ARGV[11] */
+    char **bench_args;      /* per view: flush.lua ARGV[12] */
+    char maxlen_arg[32];    /* ARGV[13] */
+    int all_unit;           /* the unit of the `all` view's segment: it appends detractors */
+    char *detractors;       /* pending detractor entries (ARGV[14] form) */
+    size_t detractors_len, detractors_cap;
+    uint32_t ndetractors, flush_detractors;
 
     /* status, read by main and the HTTP thread */
     pthread_mutex_t metrics_lock;
@@ -181,6 +188,7 @@ struct pipeline {
     rd_kafka_t *dlq; /* dead-letter producer, shared by the workers; NULL: off */
     _Atomic uint64_t dlq_sent, dlq_failed;
     _Atomic uint64_t flushes, resyncs, mismatches, segments_written, expired_panes;
+    _Atomic uint64_t detractors_appended, detractors_trimmed;
     _Atomic int64_t last_flush_us;
     _Atomic bool redis_ok;
 };
@@ -512,7 +520,8 @@ static void count_message(worker *w, const rd_kafka_message_t *m)
     char detail[256] = "";
     nps_status status =
         nps_shard_add_fenced(w->shard, m->payload ? m->payload : "", m->len, kafka_ts, fences,
-                             w->pl->buckets, m->offset, &reason, detail, sizeof(detail));
+                             w->pl->buckets, m->partition, m->offset, &reason, detail,
+                             sizeof(detail));
     if (status != NPS_OK) {
         LOG(ERROR, "worker %d: out of memory counting; exiting so nothing is lost", w->id);
         exit(1);
@@ -590,6 +599,8 @@ static void resync(pipeline *pl, const char *why)
 {
     LOG(WARN, "resync: %s; dropping unflushed counts and re-reading from the fences", why);
     nps_state_clear_counts(pl->pending);
+    pl->detractors_len = 0;
+    pl->ndetractors = 0;
     for (int32_t p = 0; p < pl->table_cap; p++)
         entry_reset(&pl->table[p]);
     pl->outstanding = false;
@@ -641,6 +652,29 @@ static bool apply_registrations(pipeline *pl)
     return n > 0;
 }
 
+/* Keep the newest `keep` pending detractor entries: while Redis is down
+ * they would otherwise grow with events, and the stream's MAXLEN would
+ * trim the older ones anyway. */
+static void trim_detractors(pipeline *pl, uint32_t keep)
+{
+    size_t pos = 0;
+    uint32_t drop = pl->ndetractors - keep;
+    for (uint32_t i = 0; i < drop; i++) {
+        uint16_t nfields;
+        memcpy(&nfields, pl->detractors + pos, 2);
+        pos += 2;
+        for (int f = 0; f < 2 * nfields; f++) {
+            uint32_t len;
+            memcpy(&len, pl->detractors + pos, 4);
+            pos += 4 + len;
+        }
+    }
+    memmove(pl->detractors, pl->detractors + pos, pl->detractors_len - pos);
+    pl->detractors_len -= pos;
+    pl->ndetractors = keep;
+    atomic_fetch_add(&pl->detractors_trimmed, drop);
+}
+
 static void merge_delta(pipeline *pl, nps_delta *delta)
 {
     if (delta->epoch != atomic_load(&pl->epoch))
@@ -650,6 +684,15 @@ static void merge_delta(pipeline *pl, nps_delta *delta)
         LOG(ERROR, "%s; exiting so nothing is lost", err.msg);
         exit(1);
     }
+    if (!nps_detractors_append(&pl->detractors, &pl->detractors_len, &pl->detractors_cap,
+                               delta->detractors, delta->detractors_len)) {
+        LOG(ERROR, "out of memory keeping detractor responses; exiting so nothing is lost");
+        exit(1);
+    }
+    pl->ndetractors += delta->ndetractors;
+    uint64_t maxlen = (uint64_t)pl->config->detractors_maxlen;
+    if (maxlen && pl->ndetractors > 2 * maxlen)
+        trim_detractors(pl, (uint32_t)maxlen);
     if (delta->oldest_source_ms &&
         (!pl->pending_oldest_ms || delta->oldest_source_ms < pl->pending_oldest_ms))
         pl->pending_oldest_ms = delta->oldest_source_ms;
@@ -715,6 +758,8 @@ static bool put_entry(unit_payload *u, int window, int64_t pane, const nps_count
     for (int b = 0; b < NPS_BUCKETS; b++)
         v[b] = (int64_t)c->h[b];
     v[NPS_BUCKETS] = (int64_t)c->sent;
+    for (int k = 0; k < NPS_CLASSES; k++)
+        v[NPS_BUCKETS + 1 + k] = (int64_t)c->value[k];
     rec[0] = (unsigned char)window;
     memcpy(rec + 1, &pane, 8);
     memcpy(rec + 9, v, sizeof(v));
@@ -743,7 +788,7 @@ static bool encode_segment(pipeline *pl, int view, size_t s, unit_payload *u)
     return put_entry(u, total_w, 0, &total);
 }
 
-/* The fixed arguments of a unit (flush.lua's ARGV[1..10]). */
+/* The fixed arguments of a unit (flush.lua's ARGV[1..14]). */
 static bool encode_header(pipeline *pl, int unit, int64_t now, unit_payload *u)
 {
     const nps_config *config = pl->config;
@@ -772,6 +817,16 @@ static bool encode_header(pipeline *pl, int unit, int64_t now, unit_payload *u)
         int n = snprintf(part, sizeof(part), "%s%d:%" PRId64 ":%" PRId64,
                          u->lens[u->argc - 1] ? ";" : "", (int)p, e->begin[unit], e->flush_end);
         ok = payload_extend(u, part, (size_t)n);
+    }
+    ok = ok && payload_str(u, pl->alerts_arg) && payload_str(u, pl->bench_args[view]) &&
+         payload_str(u, pl->maxlen_arg);
+    if (unit == pl->all_unit) {
+        ok = ok && payload_arg(u, pl->detractors, pl->detractors_len);
+        pl->flush_detractors = pl->ndetractors;
+        pl->detractors_len = 0;
+        pl->ndetractors = 0;
+    } else {
+        ok = ok && payload_arg(u, "", 0);
     }
     return ok;
 }
@@ -912,6 +967,8 @@ static void finish_flush(pipeline *pl, int64_t started_us)
             entry_reset(e);
     }
     pl->outstanding = false;
+    atomic_fetch_add(&pl->detractors_appended, pl->flush_detractors);
+    pl->flush_detractors = 0;
     commit_offsets(pl);
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -1184,14 +1241,55 @@ static rd_kafka_t *new_consumer(worker *w, nps_error *err)
     return rk;
 }
 
-static void windows_arg(pipeline *pl)
+/* The arguments every unit of a run shares: windows and trends, alerts,
+ * each view's benchmarks, the detractor stream's MAXLEN. False when a
+ * view's benchmarks do not fit in memory. */
+static bool script_args(pipeline *pl)
 {
-    const nps_windows *ws = &pl->config->windows;
+    const nps_config *config = pl->config;
+    const nps_windows *ws = &config->windows;
     size_t len = 0;
     for (int i = 0; i < ws->n; i++)
         len += (size_t)snprintf(pl->windows_arg + len, sizeof(pl->windows_arg) - len,
-                                "%s%s:%" PRId64 ":%" PRId64, i ? ";" : "", ws->w[i].name,
-                                ws->w[i].size_ms, ws->w[i].pane_ms);
+                                "%s%s:%" PRId64 ":%" PRId64 ":%" PRId64 ":%c", i ? ";" : "",
+                                ws->w[i].name, ws->w[i].size_ms, ws->w[i].pane_ms,
+                                ws->w[i].npanes, ws->w[i].trend ? 't' : 'w');
+    char list[sizeof(config->benchmarks)], *save = NULL;
+    snprintf(list, sizeof(list), "%s", config->alerts);
+    len = 0;
+    for (char *pair = strtok_r(list, ",", &save); pair; pair = strtok_r(NULL, ",", &save))
+        len += (size_t)snprintf(pl->alerts_arg + len, sizeof(pl->alerts_arg) - len,
+                                "%s%s:%g:%" PRId64, len ? ";" : "", pair, config->alert_z,
+                                config->alert_min_responses);
+    snprintf(pl->maxlen_arg, sizeof(pl->maxlen_arg), "%" PRId64, config->detractors_maxlen);
+    /* benchmarks: "dim=value" as it appears in a segment string */
+    pl->bench_args = calloc((size_t)pl->nviews, sizeof(char *));
+    if (!pl->bench_args)
+        return false;
+    for (int v = 0; v < pl->nviews; v++) {
+        const nps_view *vw = &config->views.views[v];
+        size_t cap = strlen(config->benchmarks) * 3 + 16;
+        char *arg = pl->bench_args[v] = calloc(1, cap);
+        if (!arg)
+            return false;
+        snprintf(list, sizeof(list), "%s", config->benchmarks);
+        for (char *item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+            char *eq = strchr(item, '='), *colon = strrchr(item, ':');
+            *eq = *colon = '\0'; /* checked when the config was loaded */
+            for (int d = 0; d < vw->ndims; d++) {
+                if (strcmp(config->views.dim_names[vw->dim[d]], item) != 0)
+                    continue;
+                len = strlen(arg);
+                len += (size_t)snprintf(arg + len, cap - len, "%s=", item);
+                len += nps_percent_encode(eq + 1, strlen(eq + 1), arg + len);
+                snprintf(arg + len, cap - len, "\t%s\n", colon + 1);
+            }
+        }
+    }
+    /* `all` has one segment; its hash depends on no dimension value */
+    uint64_t no_dims[NPS_MAX_DIMS] = {0};
+    pl->all_unit = (int)(nps_delta_segment_hash(&config->views, 0, no_dims) % pl->buckets);
+    return true;
 }
 
 static void dlq_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -1265,7 +1363,8 @@ static int setup(pipeline *pl, const nps_config *config)
     pthread_cond_init(&pl->flushed, NULL);
     atomic_init(&pl->epoch, 1);
     pl->backoff_ms = 100;
-    windows_arg(pl);
+    if (!script_args(pl))
+        goto fail;
     pl->pending = nps_state_new_bucketed(config, pl->buckets, &err);
     pl->redis = pl->pending ? nps_redis_new(config->redis, REDIS_TIMEOUT_MS, &err) : NULL;
     pl->workers = calloc((size_t)pl->nworkers, sizeof(worker));
@@ -1456,6 +1555,13 @@ static void write_metrics(void *ctx, FILE *out)
     write_counter(out, "npstream_fence_mismatches_total",
                   "Units refused because a fence had moved (each causes a resync).",
                   atomic_load(&pl->mismatches));
+    write_counter(out, "npstream_detractors_appended_total",
+                  "Detractor responses appended to the stream PREFIX:detractors.",
+                  atomic_load(&pl->detractors_appended));
+    write_counter(out, "npstream_detractors_trimmed_total",
+                  "Detractor responses dropped unwritten while Redis was down, past twice "
+                  "--detractors-maxlen (the stream would have trimmed them).",
+                  atomic_load(&pl->detractors_trimmed));
     write_counter(out, "npstream_resyncs_total", "Times unflushed counts were dropped and re-read.",
                   atomic_load(&pl->resyncs));
     fprintf(out, "# HELP npstream_consumer_lag Messages behind the partition's end.\n"
@@ -1606,6 +1712,10 @@ int nps_run_pipeline(const nps_config *config)
         free(pl.units[u].lens);
     }
     free(pl.units);
+    for (int v = 0; pl.bench_args && v < pl.nviews; v++)
+        free(pl.bench_args[v]);
+    free(pl.bench_args);
+    free(pl.detractors);
     free(pl.m.lags);
     free(pl.unit_names);
     for (int32_t p = 0; p < pl.table_cap; p++)

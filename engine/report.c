@@ -66,6 +66,14 @@ void nps_report_json(const nps_config *config, const nps_state *state, FILE *out
                             sum.avg);
                 for (int b = 0; b < NPS_BUCKETS; b++)
                     fprintf(out, ",\"h%d\":%" PRIu64, b, counts.h[b]);
+                if (sum.value_total) {
+                    static const char *const names[NPS_CLASSES] = {
+                        "value_promoters", "value_passives", "value_detractors"};
+                    for (int k = 0; k < NPS_CLASSES; k++)
+                        fprintf(out, ",\"%s\":%" PRIu64 ".%02d", names[k], sum.value[k] / 100,
+                                (int)(sum.value[k] % 100));
+                    fprintf(out, ",\"value_nps\":%.4f", sum.value_nps);
+                }
                 fprintf(out, "}");
             }
             fprintf(out, "}");

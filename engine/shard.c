@@ -77,7 +77,7 @@ void nps_shard_set_now(nps_shard *shard, int64_t now_ms)
 nps_status nps_shard_add(nps_shard *shard, const char *msg, size_t len, int64_t fallback_ts_ms,
                          nps_invalid_reason *reason, char *detail, size_t detail_size)
 {
-    return nps_shard_add_fenced(shard, msg, len, fallback_ts_ms, NULL, 1, 0, reason, detail,
+    return nps_shard_add_fenced(shard, msg, len, fallback_ts_ms, NULL, 1, -1, 0, reason, detail,
                                 detail_size);
 }
 
@@ -97,8 +97,8 @@ bool nps_shard_segments_at(const nps_shard *shard, uint32_t limit)
 
 nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
                                 int64_t fallback_ts_ms, const int64_t *unit_fences,
-                                uint32_t buckets, int64_t offset, nps_invalid_reason *reason,
-                                char *detail, size_t detail_size)
+                                uint32_t buckets, int32_t partition, int64_t offset,
+                                nps_invalid_reason *reason, char *detail, size_t detail_size)
 {
     nps_delta *delta = shard->current;
     const nps_config *config = shard->config;
@@ -119,7 +119,7 @@ nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
         return NPS_OK;
     }
     int64_t pane = nps_pane_plan_key(&shard->plan, ts);
-    bool late = pane == NPS_PANE_LATE;
+    bool late = ts < shard->plan.late_before_ts;
     const nps_views *views = &config->views;
     for (int d = 0; d < views->ndims; d++)
         shard->dim_hashes[d] = XXH3_64bits(ev->dims[d].ptr, ev->dims[d].len);
@@ -135,10 +135,17 @@ nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
             segment == NPS_SEGMENT_NONE ? NULL : nps_delta_cell_for(delta, v, segment, pane);
         if (!cell)
             return NPS_ERR_NOMEM;
-        if (ev->sent)
+        if (ev->sent) {
             cell->sent++;
-        else
+        } else {
             cell->h[ev->score]++;
+            cell->value[nps_score_class(ev->score)] += (uint64_t)ev->value_cents;
+            /* view 0 is `all`: its unit appends the detractor once */
+            if (v == 0 && partition >= 0 && nps_score_class(ev->score) == NPS_DETRACTOR &&
+                config->detractors_maxlen > 0 &&
+                !nps_delta_add_detractor(delta, views, ev, ts, partition, offset))
+                return NPS_ERR_NOMEM;
+        }
     }
     delta->counted++;
     delta->late += late;

@@ -43,15 +43,17 @@ void nps_shard_set_now(nps_shard *shard, int64_t now_ms);
 nps_status nps_shard_add(nps_shard *shard, const char *msg, size_t len, int64_t fallback_ts_ms,
                          nps_invalid_reason *reason, char *detail, size_t detail_size);
 
-/* @locality worker. As nps_shard_add, for a message at `offset` of a
- * partition whose flush units have the fences unit_fences (view v's
+/* @locality worker. As nps_shard_add, for the message at `offset` of
+ * `partition` whose flush units have the fences unit_fences (view v's
  * bucket b is unit v * buckets + b; -1: none yet): the message is counted
  * only in the views whose unit has not applied it (offset >= fence).
- * unit_fences NULL counts it everywhere. */
+ * unit_fences NULL counts it everywhere. With partition >= 0 and
+ * detractors-maxlen > 0, a detractor response is also recorded for the
+ * stream, with the `all` view (the unit that appends it). */
 nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
                                 int64_t fallback_ts_ms, const int64_t *unit_fences,
-                                uint32_t buckets, int64_t offset, nps_invalid_reason *reason,
-                                char *detail, size_t detail_size);
+                                uint32_t buckets, int32_t partition, int64_t offset,
+                                nps_invalid_reason *reason, char *detail, size_t detail_size);
 
 /* @locality worker. The delta being counted (to attach Kafka progress or
  * to read its size). */

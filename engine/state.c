@@ -373,6 +373,8 @@ nps_status nps_state_merge(nps_state *state, const nps_delta *delta, int64_t now
             nps_counts counts = {.sent = cell->sent};
             for (int b = 0; b < NPS_BUCKETS; b++)
                 counts.h[b] = cell->h[b];
+            for (int k = 0; k < NPS_CLASSES; k++)
+                counts.value[k] = cell->value[k];
             for (int w = 0; w < windows->n; w++) {
                 series *s = &seg->windows[w];
                 if (windows->w[w].size_ms == 0) {

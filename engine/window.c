@@ -56,6 +56,7 @@ nps_status nps_windows_parse(nps_windows *ws, const char *spec, nps_error *err)
         strcpy(w->name, token);
         w->size_ms = size_ms;
         w->pane_ms = size_ms / NPS_PANES_PER_WINDOW;
+        w->npanes = NPS_PANES_PER_WINDOW;
         ws->n++;
         if (!comma)
             break;
@@ -74,19 +75,81 @@ nps_status nps_windows_parse(nps_windows *ws, const char *spec, nps_error *err)
 int nps_windows_find(const nps_windows *ws, const char *name)
 {
     for (int i = 0; i < ws->n; i++)
-        if (strcmp(ws->w[i].name, name) == 0)
+        if (!ws->w[i].trend && strcmp(ws->w[i].name, name) == 0)
             return i;
     return -1;
+}
+
+nps_status nps_windows_add_trends(nps_windows *ws, const char *spec, nps_error *err)
+{
+    const char *p = spec;
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char token[40], *colon;
+        int64_t bucket_ms, span_ms;
+        if (len == 0 || len >= sizeof(token)) {
+            nps_error_set(err, "trends '%s': expected a list such as 1h:7d,1d:90d", spec);
+            return NPS_ERR_INVALID;
+        }
+        memcpy(token, p, len);
+        token[len] = '\0';
+        colon = strchr(token, ':');
+        if (!colon) {
+            nps_error_set(err, "trend '%s': expected BUCKET:SPAN such as 1h:7d", token);
+            return NPS_ERR_INVALID;
+        }
+        *colon = '\0';
+        if (strlen(token) >= sizeof(ws->w[0].name) || !nps_duration_parse(token, &bucket_ms) ||
+            !nps_duration_parse(colon + 1, &span_ms)) {
+            nps_error_set(err, "trend '%s:%s': expected durations such as 1h:7d", token,
+                          colon + 1);
+            return NPS_ERR_INVALID;
+        }
+        if (span_ms % bucket_ms != 0 || span_ms / bucket_ms > NPS_MAX_TREND_BUCKETS) {
+            nps_error_set(err, "trend '%s:%s': the span must be a whole number of at most %d buckets",
+                          token, colon + 1, NPS_MAX_TREND_BUCKETS);
+            return NPS_ERR_INVALID;
+        }
+        for (int i = 0; i < ws->n; i++) {
+            if (ws->w[i].trend && ws->w[i].pane_ms == bucket_ms) {
+                nps_error_set(err, "trend '%s' repeats trend '%s'", token, ws->w[i].name);
+                return NPS_ERR_INVALID;
+            }
+        }
+        if (ws->n == NPS_MAX_WINDOWS) {
+            nps_error_set(err, "trends '%s': at most %d windows and trends", spec,
+                          NPS_MAX_WINDOWS - 1);
+            return NPS_ERR_INVALID;
+        }
+        /* before `total`, which stays last */
+        ws->w[ws->n] = ws->w[ws->n - 1];
+        nps_window *w = &ws->w[ws->n - 1];
+        memset(w, 0, sizeof(*w));
+        strcpy(w->name, token);
+        w->size_ms = span_ms;
+        w->pane_ms = bucket_ms;
+        w->npanes = span_ms / bucket_ms;
+        w->trend = true;
+        ws->n++;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    return NPS_OK;
 }
 
 void nps_pane_plan_init(nps_pane_plan *plan, const nps_windows *ws, int64_t now_ms)
 {
     int order[NPS_MAX_WINDOWS];
     plan->n = 0;
+    plan->late_before_ts = INT64_MAX;
     for (int i = 0; i < ws->n; i++) {
         if (ws->w[i].size_ms == 0)
             continue;
         int64_t low_ts = nps_window_low_pane(&ws->w[i], now_ms) * ws->w[i].pane_ms;
+        if (!ws->w[i].trend && low_ts < plan->late_before_ts)
+            plan->late_before_ts = low_ts;
         int k = plan->n++;
         while (k > 0 && plan->low_ts[k - 1] > low_ts) { /* insertion sort */
             plan->low_ts[k] = plan->low_ts[k - 1];

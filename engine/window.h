@@ -36,14 +36,19 @@
 /* The pane key of events counted in `total` only (late events). */
 #define NPS_PANE_LATE INT64_MIN
 
+/* A window, or a trend: a series of `npanes` buckets of pane_ms (an
+ * hourly trend over 7 days is 168 panes of 1h) that the pipeline
+ * publishes per bucket instead of as one total. */
 typedef struct nps_window {
     char name[16];
     int64_t size_ms; /* 0 for `total` */
     int64_t pane_ms; /* 0 for `total` */
+    int64_t npanes;  /* NPS_PANES_PER_WINDOW for a window */
+    bool trend;
 } nps_window;
 
 typedef struct nps_windows {
-    int n; /* finite windows, then `total` last */
+    int n; /* finite windows, then trends, then `total` last */
     nps_window w[NPS_MAX_WINDOWS];
 } nps_windows;
 
@@ -53,6 +58,7 @@ typedef struct nps_windows {
  * the first k + 1 of them. */
 typedef struct nps_pane_plan {
     int n;
+    int64_t late_before_ts; /* older events are late: no window (a trend may) holds them */
     int64_t low_ts[NPS_MAX_WINDOWS]; /* ascending */
     int64_t grain_ms[NPS_MAX_WINDOWS];
 } nps_pane_plan;
@@ -62,6 +68,11 @@ void nps_pane_plan_init(nps_pane_plan *plan, const nps_windows *windows, int64_t
 /* Parse "5m,1h,24h,7d,30d" (each a duration whose size divides into
  * NPS_PANES_PER_WINDOW whole milliseconds, no repeats); `total` is added. */
 nps_status nps_windows_parse(nps_windows *windows, const char *spec, nps_error *err);
+
+/* Add trends "1h:7d,1d:90d" (BUCKET:SPAN, SPAN a whole number of at most
+ * NPS_MAX_TREND_BUCKETS buckets) before `total`; "" adds none. */
+#define NPS_MAX_TREND_BUCKETS 1000
+nps_status nps_windows_add_trends(nps_windows *windows, const char *spec, nps_error *err);
 
 /* floor(ts / pane_ms), also for negative ts. */
 static inline int64_t nps_pane_index(int64_t ts_ms, int64_t pane_ms)
@@ -73,7 +84,7 @@ static inline int64_t nps_pane_index(int64_t ts_ms, int64_t pane_ms)
 /* Lowest pane index window `w` holds at `now_ms`. */
 static inline int64_t nps_window_low_pane(const nps_window *w, int64_t now_ms)
 {
-    return nps_pane_index(now_ms, w->pane_ms) - (NPS_PANES_PER_WINDOW - 1);
+    return nps_pane_index(now_ms, w->pane_ms) - (w->npanes - 1);
 }
 
 /* Start of the delta pane of ts, or NPS_PANE_LATE when no finite window
@@ -87,6 +98,7 @@ static inline int64_t nps_pane_plan_key(const nps_pane_plan *plan, int64_t ts_ms
     return NPS_PANE_LATE;
 }
 
+/* The index of the window (not trend) named `name`, or -1. */
 int nps_windows_find(const nps_windows *windows, const char *name);
 
 #endif

@@ -12,6 +12,7 @@ prefix; they share one private redis-server. Conditions are awaited by
 polling Redis (or the engine's log) against deadlines.
 """
 import json
+import math
 import os
 import re
 import signal
@@ -185,15 +186,54 @@ def scenario_exact(h):
         raise Failure("test data: the message without ts should count in 1h only, got 5m/1h %s"
                       % kafka_ts)
     dlq = s.topic + "-dead"
-    e = s.engine(workers=2, extra=["--now", T, "--dead-letter-topic", dlq])
+    e = s.engine(workers=2, extra=["--now", T, "--dead-letter-topic", dlq,
+                                   "--benchmarks", "survey=checkout:40,age_band=18-24:-12.5"])
     s.wait_fences(ends, 90)
     checked = check_metrics(e, ref)
     e.terminate()
     n = itlib.compare(h.r, s.prefix, ref)
     dead = check_dead_letters(s, dlq, ref, messages)
+    insights = check_insights(h, s, ref)
+    bench = check_benchmarks(h, s, {("survey", "checkout"): 40.0, ("age_band", "18-24"): -12.5})
     s.close()
-    return ("exact: %s, %d (view,segment,window) hashes and 4 segment sets equal the reference; "
-            "%s; %s" % (ref.summary(), n, checked, dead))
+    return ("exact: %s, %d (view,segment,window) hashes (value fields too) and 4 segment sets "
+            "equal the reference; %s; %s; %s; %s"
+            % (ref.summary(), n, checked, dead, insights, bench))
+
+
+def check_insights(h, s, ref):
+    """The detractor stream holds each detractor once, and every trend
+    bucket equals the reference."""
+    dims = sorted({d for dims in VIEWS.values() for d in dims})
+    d = itlib.compare_detractors(h.r, s.prefix, ref, dims)
+    t = itlib.compare_trends(h.r, s.prefix, ref)
+    if not d or not t:
+        raise Failure("test data: no detractors (%d) or no trend buckets (%d)" % (d, t))
+    return "%d detractors in the stream, each once; %d trend buckets equal" % (d, t)
+
+
+def check_benchmarks(h, s, refs):
+    """`benchmark` and `benchmark_gap` on exactly the hashes of segments
+    with a configured (dimension, value), and gap = nps - benchmark."""
+    checked = 0
+    for (view, segment, window), f in itlib.read_windows(h.r, s.prefix).items():
+        parts = dict(p.split("=", 1) for p in segment.split(",") if "=" in p)
+        want = next((v for (dim, value), v in refs.items() if parts.get(dim) == value), None)
+        if want is None or "nps" not in f:
+            if "benchmark" in f or "benchmark_gap" in f:
+                raise Failure("%s %s %s: a benchmark where none applies: %s"
+                              % (view, segment, window, f))
+            continue
+        gap = float(f["nps"]) - want
+        if float(f.get("benchmark", "nan")) != want or \
+                abs(float(f.get("benchmark_gap", "nan")) - gap) > 1e-3:
+            raise Failure("%s %s %s: benchmark %s gap %s, want %s and %.4f"
+                          % (view, segment, window, f.get("benchmark"), f.get("benchmark_gap"),
+                             want, gap))
+        checked += 1
+    if not checked:
+        raise Failure("test data: no segment with a benchmark")
+    return "%d hashes carry the right benchmark and gap" % checked
 
 
 def check_dead_letters(s, topic, ref, messages):
@@ -307,11 +347,12 @@ def scenario_crash(h):
     s.wait_fences(ends, 120)
     e3.terminate()
     n = itlib.compare(h.r, s.prefix, ref)
+    insights = check_insights(h, s, ref)
     s.close()
     return ("crash: %s; SIGKILL at %d and (between the units of a flush, partitions %s left "
             "with unequal fences) %d of %d responses published, 3 runs; %d "
-            "(view,segment,window) hashes and 4 segment sets equal the reference"
-            % (ref.summary(), kills[0], ",".join(uneven), kills[1], ref.total(), n))
+            "(view,segment,window) hashes and 4 segment sets equal the reference; %s"
+            % (ref.summary(), kills[0], ",".join(uneven), kills[1], ref.total(), n, insights))
 
 
 def scenario_rebalance(h):
@@ -730,6 +771,94 @@ def scenario_windows(h):
                expired))
 
 
+def alert_z(ref, view, segment, window, baseline, min_n):
+    """The reference's z of a segment's NPS in `window` against `baseline`
+    (two-proportion test), or None when either has fewer than min_n."""
+    stats = []
+    for w in (window, baseline):
+        h = ref.counts.get((view, segment, w), [0] * 15)
+        n = sum(h[:11])
+        if n < min_n:
+            return None
+        p, d = (h[9] + h[10]) / n, sum(h[:7]) / n
+        stats.append((p - d, (p + d - (p - d) ** 2) / n))
+    var = stats[0][1] + stats[1][1]
+    return (stats[0][0] - stats[1][0]) / math.sqrt(var) if var > 0 else None
+
+
+def scenario_alerts(h):
+    """A segment whose NPS collapses in the last minutes: one `firing`
+    entry in PREFIX:alerts for it (and for every segment the reference's
+    z puts past the threshold, no other), however many flushes follow; a
+    `resolved` entry once the 5m window has emptied."""
+    s = Scenario(h, "alerts")
+    T = itlib.now_ms()
+    messages = itlib.gen_events(h.npstream, h.work, 3000, 66, T, 0.0)
+    drop = []
+    for i in range(400):  # sms: promoters 10-50 minutes ago, detractors in the last 4
+        recent = i % 4 == 0
+        ts = T - (i * 997) % (4 * MINUTE) if recent else T - 10 * MINUTE - (i * 7919) % (40 * MINUTE)
+        ev = {"id": "drop-%d" % i, "ts": ts, "score": (i % 4) if recent else 9 + i % 2,
+              "channel": "sms", "region": "R01", "survey": "checkout", "age_band": "25-34"}
+        drop.append((ev["id"].encode(), json.dumps(ev).encode()))
+    s.produce(messages + drop)
+    ref, ends = s.read_back(T)
+    args = ["--alerts", "5m:1h", "--alert-z", "3", "--alert-min-responses", "30"]
+    # One flush holds every event (consumed well within 3 s), so each
+    # segment's first state is its final one, as in the reference.
+    e = s.engine(workers=2, flush_ms=3000, extra=["--now", T] + args)
+    s.wait_fences(ends, 60)
+    time.sleep(7)  # more flushes (with nothing new) must not add entries
+    e.terminate()
+    want = set()
+    for (view, segment, window) in ref.counts:
+        if window == "5m":
+            z = alert_z(ref, view, segment, "5m", "1h", 30)
+            if z is not None and abs(z) > 3:
+                want.add((view, segment))
+    if ("by_channel", "channel=sms") not in want:
+        raise Failure("test data: the reference sees no drop for channel=sms")
+
+    def entries(state):
+        out = []
+        for _, f in h.r.xrange(s.prefix + ":alerts"):
+            f = {k.decode(): v.decode() for k, v in f.items()}
+            if f["state"] == state:
+                out.append(f)
+        return out
+    firing = entries("firing")
+    got = [(f["view"], f["segment"]) for f in firing]
+    if sorted(got) != sorted(want):
+        raise Failure("firing alerts for %s, the reference wants each of %s once"
+                      % (sorted(got), sorted(want)))
+    sms = next(f for f in firing if f["segment"] == "channel=sms")
+    z = alert_z(ref, "by_channel", "channel=sms", "5m", "1h", 30)
+    if abs(float(sms["z"]) - z) > 1e-3 or sms["direction"] != "down" or \
+            int(sms["n"]) != ref.total("by_channel", "channel=sms", "5m"):
+        raise Failure("alert entry %s, the reference has z %.4f, n %d"
+                      % (sms, z, ref.total("by_channel", "channel=sms", "5m")))
+    flag = h.r.hget(s.prefix + ":win:by_channel:channel=sms:5m", "alert_1h")
+    if flag != b"down":
+        raise Failure("the 5m hash of channel=sms has alert_1h=%r, want down" % flag)
+
+    # Ten minutes later the 5m window is empty: every alert resolves, once.
+    e2 = s.engine(workers=2, extra=["--now", T + 10 * MINUTE] + args)
+    itlib.wait_for("every alert to resolve", lambda: e2.alive() and
+                   len(entries("resolved")) >= len(want), 30)
+    time.sleep(1)
+    e2.terminate()
+    resolved = sorted((f["view"], f["segment"]) for f in entries("resolved"))
+    if resolved != sorted(want) or len(entries("firing")) != len(want):
+        raise Failure("after the 5m window emptied: resolved %s, firing entries %d; want each of "
+                      "%s once" % (resolved, len(entries("firing")), sorted(want)))
+    if h.r.hexists(s.prefix + ":win:by_channel:channel=sms:5m", "alert_1h"):
+        raise Failure("alert_1h still set on channel=sms after it resolved")
+    s.close()
+    return ("alerts: %s; %d segments fire once (channel=sms z %.2f, as the reference), stay "
+            "quiet over later flushes and resolve once when the 5m window empties"
+            % (ref.summary(), len(want), z))
+
+
 def engine_now(h, s):
     entries = h.r.xrevrange(s.prefix + ":updates", count=1)
     return int(entries[0][1][b"now_ms"]) if entries else 0
@@ -747,7 +876,7 @@ class Harness:
 
 
 SCENARIOS = [scenario_exact, scenario_crash, scenario_rebalance, scenario_redis_restart,
-             scenario_windows, scenario_security, scenario_logs, scenario_hostile,
+             scenario_windows, scenario_alerts, scenario_security, scenario_logs, scenario_hostile,
              scenario_flaky_broker, scenario_signals]
 
 

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from decimal import Decimal
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -53,6 +54,8 @@ WINDOW_NAMES = [name for name, _ in WINDOWS]
 COUNT_FIELDS = (["h%d" % i for i in range(11)] +
                 ["sent", "responses", "promoters", "passives", "detractors", "score_sum"])
 DERIVED = ("nps", "moe95", "avg")
+VALUE_FIELDS = ("value_promoters", "value_passives", "value_detractors")
+TRENDS = [("1h", 3600000, 7 * 86400000), ("1d", 86400000, 90 * 86400000)]
 
 
 class Failure(Exception):
@@ -436,11 +439,13 @@ class Reference:
         self.views = {"all": []}
         self.views.update(views)
         self.now = now
-        self.counts = {}  # (view, segment, window) -> [h0..h10, sent]
+        self.counts = {}  # (view, segment, window) -> [h0..h10, sent, value cents x3]
+        self.trends = {}  # (view, segment, bucket name, bucket start ms) -> [h0..h10]
+        self.detractors = []  # (id, score, ts, value, comment, event) of each detractor
         self.segments = {v: set() for v in self.views}
         self.messages = self.valid = self.invalid = self.future = self.late = 0
 
-    def add(self, payload, kafka_ts):
+    def add(self, payload, kafka_ts, source=None):
         self.messages += 1
         try:
             line = payload.decode("utf-8")
@@ -465,13 +470,23 @@ class Reference:
         late = self.in_window(ts, WINDOWS[-2][1]) is False
         self.late += late
         bucket = 11 if ev["_sent"] else int(ev["score"])
+        klass = None if ev["_sent"] else 12 if bucket >= 9 else 13 if bucket >= 7 else 14
+        if klass == 14:
+            self.detractors.append((source, ev))
         for view, dims in self.views.items():
             seg = check_report.segment(ev, dims)
             self.segments[view].add(seg)
             for wname, size in WINDOWS:
                 if size and (late or not self.in_window(ts, size)):
                     continue
-                self.counts.setdefault((view, seg, wname), [0] * 12)[bucket] += 1
+                c = self.counts.setdefault((view, seg, wname), [0] * 15)
+                c[bucket] += 1
+                if klass and ev["_value"]:
+                    c[klass] += ev["_value"]
+            for tname, tbucket, tspan in TRENDS:
+                if klass and ts // tbucket >= self.now // tbucket - (tspan // tbucket - 1):
+                    start = ts // tbucket * tbucket
+                    self.trends.setdefault((view, seg, tname, start), [0] * 11)[bucket] += 1
 
     def in_window(self, ts, size):
         """The pane rule: the window of `size` at now holds panes of index
@@ -480,12 +495,12 @@ class Reference:
         return ts // pane >= self.now // pane - 59
 
     def add_all(self, records):
-        for _, _, kafka_ts, payload in records:
-            self.add(payload, kafka_ts)
+        for partition, offset, kafka_ts, payload in records:
+            self.add(payload, kafka_ts, (partition, offset))
         return self
 
     def total(self, view="all", segment="*", window="total"):
-        h = self.counts.get((view, segment, window), [0] * 12)
+        h = self.counts.get((view, segment, window), [0] * 15)
         return sum(h[:11])
 
     def summary(self):
@@ -494,7 +509,8 @@ class Reference:
 
 
 def expected_hash(h):
-    """The window hash fields the contract gives for counts h0..h10, sent."""
+    """The window hash fields the contract gives for counts h0..h10, sent
+    and the value cents of promoters, passives and detractors."""
     n = sum(h[:11])
     pro, pas, det = h[9] + h[10], h[7] + h[8], sum(h[:7])
     out = {"h%d" % i: h[i] for i in range(11)}
@@ -507,6 +523,12 @@ def expected_hash(h):
         out["avg"] = out["score_sum"] / n
     if h[11]:
         out["response_rate"] = n / h[11]
+    value = sum(h[12:15])
+    if value:
+        for f, cents in zip(VALUE_FIELDS, h[12:15]):
+            out[f] = check_report.money(cents)
+        out["revenue_at_risk"] = check_report.money(h[14])
+        out["value_nps"] = 100 * (h[12] - h[14]) / value
     return out
 
 
@@ -526,8 +548,11 @@ def diff_hash(want, got):
         g = 0 if g is None and not got else g  # an absent hash is all zero
         if g is None or _num(g) != want[f]:
             diffs.append("%s=%s want %s" % (f, g, want[f]))
-    for f in DERIVED + ("response_rate",):
-        tol = 1e-3 if f in DERIVED else 1e-5
+    for f in VALUE_FIELDS + ("revenue_at_risk",):
+        if want.get(f) != got.get(f):
+            diffs.append("%s=%s want %s" % (f, got.get(f), want.get(f)))
+    for f in DERIVED + ("response_rate", "value_nps"):
+        tol = 1e-5 if f == "response_rate" else 1e-3
         if f in want:
             g = _num(got.get(f))
             if g is None or abs(g - want[f]) > tol:
@@ -575,7 +600,7 @@ def compare(r, prefix, ref, windows=None, limit=12):
         if key[2] not in WINDOW_NAMES:
             problems.append("%s: an unexpected window" % (key,))
             continue
-        want = expected_hash(ref.counts.get(key, [0] * 12))
+        want = expected_hash(ref.counts.get(key, [0] * 15))
         d = diff_hash(want, got.get(key, {}))
         if d:
             problems.append("%s%s: %s" % (key, "" if key in got else " (no hash)", "; ".join(d)))
@@ -591,6 +616,95 @@ def compare(r, prefix, ref, windows=None, limit=12):
                       "(%s); first ones:\n  %s" % (len(problems), len(keys), ref.summary(),
                                                    "\n  ".join(problems[:limit])))
     return len(keys)
+
+
+def _field_text(v):
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, Decimal):
+        return str(int(v)) if v == v.to_integral_value() else str(v)
+    return str(v)
+
+
+def compare_detractors(r, prefix, ref, dims):
+    """The stream PREFIX:detractors holds each detractor response of the
+    reference exactly once (by partition and offset) with its fields.
+    Returns the number of entries."""
+    entries = r.xrange(prefix + ":detractors", "-", "+")
+    got, problems = {}, []
+    for entry_id, fields in entries:
+        f = {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()}
+        key = (int(f.get("partition", -1)), int(f.get("offset", -1)))
+        if key in got:
+            problems.append("%s appended twice (%s and %s)" % (key, got[key][0], entry_id))
+        got[key] = (entry_id, f)
+    want = dict(ref.detractors)
+    for key in sorted(set(want) - set(got))[:5]:
+        problems.append("missing %s: %s" % (key, json.dumps(want[key], default=str)[:200]))
+    if len(set(want) - set(got)) > 5:
+        problems.append("... %d missing in all" % len(set(want) - set(got)))
+    for key in sorted(set(got) - set(want))[:5]:
+        problems.append("unexpected %s" % (key,))
+    for key in sorted(set(got) & set(want)):
+        ev, f = want[key], got[key][1]
+        expect = {"id": _field_text(ev.get("id")), "score": str(ev["score"]),
+                  "ts": str(ev["_ts"])}
+        for d in dims:
+            v = ev.get(d)
+            expect[d] = _field_text(v)
+        if ev["_value"] is not None:
+            expect["value"] = check_report.money(ev["_value"])
+        if ev.get("comment"):
+            expect["comment"] = ev["comment"]
+        for k, v in expect.items():
+            if f.get(k) != v:
+                problems.append("%s field %s=%r want %r" % (key, k, f.get(k), v))
+                break
+        extra = set(f) - set(expect) - {"partition", "offset"}
+        if extra:
+            problems.append("%s unexpected fields %s" % (key, sorted(extra)))
+        if len(problems) > 12:
+            break
+    if problems:
+        raise Failure("%s:detractors differs from the %d detractor responses:\n  %s"
+                      % (prefix, len(want), "\n  ".join(problems[:12])))
+    return len(entries)
+
+
+def compare_trends(r, prefix, ref):
+    """Every PREFIX:trend:VIEW:SEGMENT:BUCKET hash against the reference's
+    buckets (responses, promoters, passives, detractors, nps). Returns
+    the number of buckets."""
+    got = {}
+    head = len(prefix) + len(":trend:")
+    for k in r.scan_iter(match=prefix + ":trend:*", count=1000):
+        name = k.decode("utf-8", "replace")[head:]
+        view, rest = name.split(":", 1)
+        segment, tname = rest.rsplit(":", 1)
+        for start, v in r.hgetall(k).items():
+            got[(view, segment, tname, int(start))] = v.decode()
+    problems = []
+    for key in sorted(set(got) | set(ref.trends)):
+        h = ref.trends.get(key)
+        if h is None:
+            problems.append("%s: unexpected bucket %s" % (key, got[key]))
+            continue
+        n, pro, pas, det = sum(h), h[9] + h[10], h[7] + h[8], sum(h[:7])
+        text = got.get(key)
+        if text is None:
+            problems.append("%s: missing (want %d responses)" % (key, n))
+            continue
+        parts = text.split(",")
+        if [int(x) for x in parts[:4]] != [n, pro, pas, det] or \
+                abs(float(parts[4]) - 100 * (pro - det) / n) > 1e-3:
+            problems.append("%s: %s want %d,%d,%d,%d,%.4f"
+                            % (key, text, n, pro, pas, det, 100 * (pro - det) / n))
+    if problems:
+        raise Failure("%d of %d trend buckets differ from the reference; first ones:\n  %s"
+                      % (len(problems), len(ref.trends), "\n  ".join(problems[:12])))
+    return len(got)
 
 
 def fences(r, prefix, group, topic):
@@ -770,8 +884,8 @@ class LostReplyProxy:
                             conn["held"] += raw
                             continue
                         name = command[0].upper() if isinstance(command, list) and command else b""
-                        # EVALSHA sha 0 + 10 fixed arguments: more means segments
-                        if (name == b"EVALSHA" and len(command) > 13 and self.armed
+                        # EVALSHA sha 0 + 14 fixed arguments: more means segments
+                        if (name == b"EVALSHA" and len(command) > 17 and self.armed
                                 and not self.claimed):
                             self.claimed = True
                             conn["swallow"] = True

@@ -61,6 +61,7 @@ static const dim_choice surveys[] = {
 typedef struct model_event {
     int64_t ts;
     int score; /* -1: sent */
+    int64_t value_cents; /* -1: no value */
     bool late; /* judged at processing time */
     int channel, region, survey;
 } model_event;
@@ -115,6 +116,10 @@ static void make_config(nps_config *config, uint32_t max_segments)
     cr_assert_eq(nps_views_add(&config->views, "by_survey_region=survey,region", &err), NPS_OK);
     cr_assert_eq(nps_views_add(&config->views, "by_region=region", &err), NPS_OK);
     config->max_segments = max_segments;
+    /* trends are windows the pipeline publishes per bucket: the state
+     * keeps them like any window */
+    cr_assert_eq(nps_windows_add_trends(&config->windows, "1h:7d,1d:90d", &err), NPS_OK, "%s",
+                 err.msg);
 }
 
 static size_t format_event(const model_event *e, char *out, size_t out_size)
@@ -136,6 +141,26 @@ static size_t format_event(const model_event *e, char *out, size_t out_size)
         sprintf(parts[n++], rnd() % 4 ? "\"score\":%d" : "\"score\":%d.0", e->score);
     else
         sprintf(parts[n++], "\"type\":\"sent\"");
+    if (e->value_cents >= 0) {
+        long long c = e->value_cents;
+        switch (rnd() % 4) {
+        case 0:
+            sprintf(parts[n++], "\"value\":%lld.%02lld", c / 100, c % 100);
+            break;
+        case 1: /* the same amount in cents with an exponent */
+            sprintf(parts[n++], "\"value\":%llde-2", c);
+            break;
+        case 2: /* a third decimal, rounded half up */
+            sprintf(parts[n++], "\"value\":%lld.%02lld%d", c / 100, c % 100, (int)(rnd() % 5));
+            break;
+        default: /* a cent less and a half: rounds up to the amount */
+            if (c > 0)
+                sprintf(parts[n++], "\"value\":%lld.%02lld5", (c - 1) / 100, (c - 1) % 100);
+            else
+                sprintf(parts[n++], "\"value\":0");
+            break;
+        }
+    }
     if (channels[e->channel].json)
         sprintf(parts[n++], "\"channel\":%s", channels[e->channel].json);
     if (regions[e->region].json)
@@ -219,6 +244,7 @@ static void run_batch(run *r, int64_t now, int n)
             .region = (int)(rnd() % (sizeof(regions) / sizeof(regions[0]))),
             .survey = (int)(rnd() % (sizeof(surveys) / sizeof(surveys[0]))),
             .score = rnd() % 10 == 0 ? -1 : (int)(rnd() % 11),
+            .value_cents = rnd() % 3 == 0 ? -1 : (int64_t)(rnd() % 100000000),
         };
         /* Mostly recent, some days old, some beyond 30 days (late), some
          * ahead of now within and beyond the 5 minute skew. */
@@ -226,7 +252,7 @@ static void run_batch(run *r, int64_t now, int n)
         if (kind < 60)
             e.ts = now - (int64_t)(rnd() % (2 * 3600000ULL));
         else if (kind < 85)
-            e.ts = now - (int64_t)(rnd() % (uint64_t)(35 * DAY));
+            e.ts = now - (int64_t)(rnd() % (uint64_t)(100 * DAY));
         else if (kind < 93)
             e.ts = now + (int64_t)(rnd() % 300001ULL);
         else
@@ -277,14 +303,18 @@ static void check_against_model(run *r, int64_t q)
                     if (strcmp(name, segment) != 0)
                         continue;
                     if (ws->w[w].size_ms) {
-                        int64_t pane_ms = ws->w[w].size_ms / 60;
-                        if (e->late || floor_div(e->ts, pane_ms) < floor_div(q, pane_ms) - 59)
+                        int64_t pane_ms = ws->w[w].pane_ms;
+                        if ((e->late && !ws->w[w].trend) ||
+                            floor_div(e->ts, pane_ms) < floor_div(q, pane_ms) - (ws->w[w].npanes - 1))
                             continue;
                     }
-                    if (e->score < 0)
+                    if (e->score < 0) {
                         expect.sent++;
-                    else
+                    } else {
                         expect.h[e->score]++;
+                        if (e->value_cents > 0)
+                            expect.value[nps_score_class(e->score)] += (uint64_t)e->value_cents;
+                    }
                 }
                 cr_assert(nps_state_get(r->state, v, segment, w, &got));
                 for (int b = 0; b < NPS_BUCKETS; b++)
@@ -293,6 +323,12 @@ static void check_against_model(run *r, int64_t q)
                                  r->config.views.views[v].name, segment, ws->w[w].name, b, got.h[b],
                                  expect.h[b]);
                 cr_assert_eq(got.sent, expect.sent, "sent of %s %s", segment, ws->w[w].name);
+                for (int k = 0; k < NPS_CLASSES; k++)
+                    cr_assert_eq(got.value[k], expect.value[k],
+                                 "view %s segment %s window %s value[%d]: %" PRIu64
+                                 " != model %" PRIu64,
+                                 r->config.views.views[v].name, segment, ws->w[w].name, k,
+                                 got.value[k], expect.value[k]);
                 checked++;
             }
         }
@@ -333,6 +369,7 @@ Test(engine_model, random_events_match_reference_in_every_view_and_window)
     check_against_model(&r, now + 4 * 60000);
     check_against_model(&r, now + 3 * 3600000);
     check_against_model(&r, now + 8 * DAY);
+    check_against_model(&r, now + 60 * DAY); /* only the daily trend and total hold events */
     run_destroy(&r);
 }
 
@@ -353,10 +390,14 @@ Test(engine_model, the_5m_window_empties_and_total_stays)
     for (size_t i = 0; i < r.nevents; i++)
         if (!r.events[i].late &&
             r.events[i].ts >= (NOW0 + 6 * 60000 + 1) / 5000 * 5000 - 59 * 5000) {
-            if (r.events[i].score < 0)
+            if (r.events[i].score < 0) {
                 expect.sent++;
-            else
+            } else {
                 expect.h[r.events[i].score]++;
+                if (r.events[i].value_cents > 0)
+                    expect.value[nps_score_class(r.events[i].score)] +=
+                        (uint64_t)r.events[i].value_cents;
+            }
         }
     cr_assert_eq(memcmp(&c5, &expect, sizeof(c5)), 0);
     nps_state_advance(r.state, NOW0 + 3600000);

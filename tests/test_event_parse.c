@@ -306,7 +306,7 @@ static void check_order(const int *order)
     expect_valid(msg, &ev);
     cr_expect_eq(ev.score, 6, "%s", msg);
     cr_expect_eq(ev.ts_ms, EXAMPLE_TS_MS, "%s", msg);
-    cr_expect(ev.has_value && ev.value == 2.5, "%s", msg);
+    cr_expect(ev.has_value && ev.value_cents == 250, "%s", msg);
     expect_dim(&ev, "channel", "sms");
     expect_dim(&ev, "survey", "nps1");
     expect_str(ev.id, "x");
@@ -419,38 +419,66 @@ Test(event_parse, value_id_comment)
     nps_event ev;
     expect_valid("{\"score\":1,\"value\":1240.5,\"id\":\"r-81f3\",\"comment\":\"fast\"}", &ev);
     cr_expect(ev.has_value);
-    cr_expect_eq(ev.value, 1240.5);
+    cr_expect_eq(ev.value_cents, 124050);
     expect_str(ev.id, "r-81f3");
     expect_str(ev.comment, "fast");
-    expect_valid("{\"score\":1,\"value\":-3e2,\"id\":123}", &ev);
-    cr_expect_eq(ev.value, -300.0);
+    expect_valid("{\"score\":1,\"value\":3e2,\"id\":123}", &ev);
+    cr_expect_eq(ev.value_cents, 30000);
     expect_str(ev.id, "123");
     expect_valid("{\"score\":1,\"value\":null,\"id\":null,\"comment\":null}", &ev);
     cr_expect_not(ev.has_value);
+    cr_expect_eq(ev.value_cents, 0);
     cr_expect_eq(ev.id.len, 0);
     cr_expect_eq(ev.comment.len, 0);
-    /* a literal of any length is a finite number */
-    char msg[1024];
+}
+
+/* value is exact in cents: the decimal digits as written, half up past
+ * the cents, whatever the spelling; negative or past 1e12 is invalid. */
+Test(event_parse, value_exact_cents)
+{
+    static const struct {
+        const char *lit;
+        int64_t cents;
+    } good[] = {
+        {"0", 0},          {"-0", 0},         {"-0.0", 0},      {"0.004", 0},
+        {"0.005", 1},      {"1.005", 101},    {"1.015", 102},   {"2.675", 268},
+        {"0.1", 10},       {"0.29", 29},      {"19.99", 1999},  {"1240.5", 124050},
+        {"1e-2", 1},       {"5e-3", 1},       {"4.9e-3", 0},    {"1E2", 10000},
+        {"1.5e+1", 1500},  {"1e12", 100000000000000}, {"999999999999.99", 99999999999999},
+        {"999999999999.994", 99999999999999}, {"0e999999999999", 0},
+        {"1e-999999999999", 0}, {"12.3456", 1235},
+    };
+    char msg[1400];
+    nps_event ev;
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        snprintf(msg, sizeof(msg), "{\"score\":1,\"value\":%s}", good[i].lit);
+        expect_valid(msg, &ev);
+        cr_expect(ev.has_value, "%s", good[i].lit);
+        cr_expect_eq(ev.value_cents, good[i].cents, "%s gave %lld cents", good[i].lit,
+                     (long long)ev.value_cents);
+    }
+    /* literals of any length */
     snprintf(msg, sizeof(msg), "{\"score\":1,\"value\":1.%0100d1}", 0);
     expect_valid(msg, &ev);
-    cr_expect(ev.has_value);
-    cr_expect_eq(ev.value, 1.0);
-    snprintf(msg, sizeof(msg), "{\"score\":1,\"value\":1,\"value\":1%0100de-100}", 0);
-    expect_valid(msg, &ev);
-    cr_expect_eq(ev.value, 1.0);
+    cr_expect_eq(ev.value_cents, 100);
     snprintf(msg, sizeof(msg), "{\"score\":1,\"value\":2%0600de-600}", 0);
     expect_valid(msg, &ev);
-    cr_expect_eq(ev.value, 2.0);
-    snprintf(msg, sizeof(msg), "{\"value\":-0.%0600d25e601,\"score\":1}", 0);
+    cr_expect_eq(ev.value_cents, 200);
+    snprintf(msg, sizeof(msg), "{\"value\":0.%0600d25e601,\"score\":1}", 0);
     expect_valid(msg, &ev);
-    cr_expect_eq(ev.value, -2.5);
-    snprintf(msg, sizeof(msg), "{\"score\":1,\"value\":1,\"value\":1%0400d}", 0);
-    expect_invalid(msg, NPS_INVALID_FIELD); /* 1e400: not finite */
-    static const char *const bad_values[] = {"1e400", "-1e400", "\"12\"", "true", "{}", "[1]"};
+    cr_expect_eq(ev.value_cents, 250);
+    snprintf(msg, sizeof(msg), "{\"value\":%01000d7.5,\"score\":1}", 0);
+    expect_invalid(msg, NPS_INVALID_JSON); /* leading zeros are not JSON */
+    static const char *const bad_values[] = {
+        "-1",    "-0.01", "-0.005", "1e400", "-1e400", "1000000000000.01", "1e13",
+        "\"12\"", "true",  "{}",     "[1]",
+    };
     for (size_t i = 0; i < sizeof(bad_values) / sizeof(bad_values[0]); i++) {
         snprintf(msg, sizeof(msg), "{\"score\":1,\"value\":1,\"value\":%s}", bad_values[i]);
-        expect_invalid(msg, NPS_INVALID_FIELD);
+        expect_invalid(msg, NPS_INVALID_VALUE);
     }
+    snprintf(msg, sizeof(msg), "{\"score\":1,\"value\":1%0400d}", 0);
+    expect_invalid(msg, NPS_INVALID_VALUE);
     expect_invalid("{\"score\":1,\"id\":true}", NPS_INVALID_FIELD);
     expect_invalid("{\"score\":1,\"id\":{}}", NPS_INVALID_FIELD);
     expect_invalid("{\"score\":1,\"comment\":5}", NPS_INVALID_FIELD);
@@ -554,7 +582,7 @@ Test(event_parse, dimension_named_like_a_contract_field)
     expect_str(ev.dims[2], "sent");
     const char numbers[] = "{\"score\":4,\"value\":5,\"id\":7}";
     cr_assert_eq(parse_with(p, numbers, sizeof(numbers) - 1, &ev), NPS_VALID, "%s", detail);
-    cr_expect(ev.has_value && ev.value == 5.0);
+    cr_expect(ev.has_value && ev.value_cents == 500);
     expect_str(ev.dims[3], "5");
     expect_str(ev.id, "7");
     expect_str(ev.dims[1], "7");

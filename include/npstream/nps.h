@@ -37,12 +37,22 @@ void nps_error_set(nps_error *err, const char *fmt, ...) __attribute__((format(p
 #define NPS_SCORE_MAX 10
 #define NPS_BUCKETS (NPS_SCORE_MAX + 1)
 
+/* Score classes, in the order of nps_counts.value. */
+typedef enum nps_class { NPS_PROMOTER, NPS_PASSIVE, NPS_DETRACTOR, NPS_CLASSES } nps_class;
+
+static inline nps_class nps_score_class(int score)
+{
+    return score >= 9 ? NPS_PROMOTER : score >= 7 ? NPS_PASSIVE : NPS_DETRACTOR;
+}
+
 /* Counts of one segment over one pane or window: the histogram h0..h10 is
  * the whole truth; promoters, detractors, score_sum and NPS derive from it.
- * `sent` counts invitations (events of type "sent"). */
+ * `sent` counts invitations (events of type "sent"); value[class] sums the
+ * responses' `value` in cents by score class. */
 typedef struct nps_counts {
     uint64_t h[NPS_BUCKETS];
     uint64_t sent;
+    uint64_t value[NPS_CLASSES];
 } nps_counts;
 
 /* What DESIGN.md "NPS, exactly" defines, derived from nps_counts. */
@@ -57,6 +67,10 @@ typedef struct nps_summary {
     double nps;   /* 100 * (promoters - detractors) / responses */
     double moe95; /* 1.96 * 100 * sqrt((p + d - (p - d)^2) / n) */
     double avg;   /* score_sum / responses */
+    /* Value-weighted, in cents: present when value_total > 0. */
+    uint64_t value[NPS_CLASSES];
+    uint64_t value_total;
+    double value_nps; /* 100 * (value promoters - value detractors) / value_total */
 } nps_summary;
 
 void nps_counts_add(nps_counts *into, const nps_counts *delta);
