@@ -11,7 +11,10 @@ contract (docs/redis-schema.md, docs/web.md). Redis runs with the default
 user switched off, so every API call proves it authenticates with
 --redis-user/--redis-password as the pipeline does.
 """
+import collections
 import html.parser
+import http.server
+import threading
 import json
 import os
 import re
@@ -80,7 +83,8 @@ class Web:
             raise Failure("%s %s answered %d, expected %d: %s" % (path, params, status, want,
                                                                  body[:300]))
         if want != 200 and not (isinstance(doc, dict) and isinstance(doc.get("error"), str)):
-            raise Failure("%s %s: an error reply without {\"error\": ...}: %r" % (path, params, doc))
+            raise Failure("%s %s: an error reply without {\"error\": ...}: %r"
+                          % (path, params, doc))
         return doc
 
 
@@ -130,8 +134,9 @@ def seed_trends(r, view, segments, now):
                 nps = "%.4f" % (100.0 * (pro - det) / resp) if resp else ""
                 fields[str(t)] = "%d,%d,%d,%d,%s" % (resp, pro, resp - pro - det, det, nps)
             if k == 0:  # readers skip what breaks the format, and count it
-                fields.update({"yesterday": "1,1,0,0,100.0000", str(now // step * step + 7): "1,2,3",
-                               str(now // step * step + 9): "01,1,0,0,100"})
+                base = now // step * step
+                fields.update({"yesterday": "1,1,0,0,100.0000", str(base + 7): "1,2,3",
+                               str(base + 9): "01,1,0,0,100"})
             r.hset("%s:trend:%s:%s:%s" % (PREFIX, view, seg, res), mapping=fields)
             seeded[(seg, res)] = fields
     return seeded
@@ -365,6 +370,39 @@ class Dom(html.parser.HTMLParser):
             self.row["text"].append(data)
 
 
+class CountingProxy:
+    """An HTTP proxy in front of the engine that counts the GETs by path, to
+    see the page poll the API (and never reload itself)."""
+
+    def __init__(self, upstream):
+        counts = self.counts = collections.Counter()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                counts[self.path.split("?")[0]] += 1
+                try:
+                    with urllib.request.urlopen(upstream + self.path, timeout=10) as resp:
+                        status, ctype, body = resp.status, resp.headers["Content-Type"], resp.read()
+                except urllib.error.HTTPError as err:
+                    status, ctype, body = err.code, err.headers["Content-Type"], err.read()
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = "http://127.0.0.1:%d" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def chromium(work, url, *args):
     profile = os.path.join(work, "chromium-profile")
     cmd = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -378,7 +416,16 @@ def chromium(work, url, *args):
 
 def check_page(web, r, work):
     url = web.base + "/#view=by_channel&window=total&rows=50"
-    dom_text = chromium(work, url, "--dump-dom").decode("utf-8")
+    proxy = CountingProxy(web.base)
+    try:
+        dom_text = chromium(work, url.replace(web.base, proxy.base), "--dump-dom").decode("utf-8")
+    finally:
+        proxy.close()
+    # 5 s of the page's (virtual) time: a poll at 0, 2 and 4 s
+    polls = proxy.counts["/api/segments"]
+    if proxy.counts["/"] != 1 or polls < 2 or proxy.counts["/api/alerts"] != polls:
+        raise Failure("the page should load once and poll the API every 2 s; requests: %r"
+                      % dict(proxy.counts))
     with open(os.path.join(work, "page.html"), "w") as f:
         f.write(dom_text)
     dom = Dom()
@@ -427,7 +474,7 @@ def check_page(web, r, work):
     dominant = max(colours)[0] / (WIDTH * HEIGHT)
     if dominant > 0.9:
         raise Failure("screenshot %s is %.0f%% one colour" % (shot, 100 * dominant))
-    return len(want), len(colours)
+    return len(want), len(colours), polls
 
 
 def check_redis_down(web, redis, engine, work):
@@ -452,6 +499,13 @@ def check_redis_down(web, redis, engine, work):
     engine.alive()
 
 
+def lock_down(redis):
+    """Only USER may use Redis (ACLs are not in the AOF: again after a restart)."""
+    redis.client.execute_command("ACL", "SETUSER", USER, "on", ">" + PASSWORD, "~*", "&*",
+                                 "+@all")
+    redis.client.execute_command("ACL", "SETUSER", "default", "off")
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: it_web.py NPSTREAM_BINARY")
@@ -464,9 +518,7 @@ def main():
     try:
         redis = itlib.RedisServer(children, work)
         redis.start()
-        redis.client.execute_command("ACL", "SETUSER", USER, "on", ">" + PASSWORD, "~*", "&*",
-                                     "+@all")
-        redis.client.execute_command("ACL", "SETUSER", "default", "off")
+        lock_down(redis)
         r = itlib.redis.Redis(host="127.0.0.1", port=redis.port, username=USER,
                               password=PASSWORD, socket_timeout=10)
         topic = "it-web"
@@ -501,11 +553,17 @@ def main():
                   % (name, count, n, bounded))
         print("errors: %d bad requests answered 400 or 404 with a JSON error" % check_errors(web))
         print("page: %d bytes, nothing from the network" % check_page_source(web))
-        rows, colours = check_page(web, r, work)
+        rows, colours, polls = check_page(web, r, work)
         print("chromium: %d segments with their NPS, detractors, alerts and sparklines in the "
-              "DOM; screenshot %dx%d with %d colours" % (rows, WIDTH, HEIGHT, colours))
+              "DOM, %d polls in 5 s and no reload; screenshot %dx%d with %d colours"
+              % (rows, polls, WIDTH, HEIGHT, colours))
         check_redis_down(web, redis, engine, work)
         print("redis down: the API answers 503 at once, /metrics 200, the page says so")
+        redis.start()
+        lock_down(redis)
+        web.json("/api/views")
+        engine.terminate()  # flushes and exits 0 (under ASan: without leaks)
+        print("redis back: the API answers again; SIGTERM: the engine exits 0")
         ok = True
     except Failure as e:
         print("FAIL: %s" % e)
