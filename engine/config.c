@@ -88,8 +88,9 @@ static const setting settings[] = {
     {"flush-ms", T_INT, FIELD(flush_ms), "1000", NPS_CMD_RUN | NPS_CMD_DEMO, 10, 3600000, "MS",
      "publish to Redis every MS milliseconds"},
     {"http", T_STRING, FIELD(http), "127.0.0.1:9464", NPS_CMD_RUN, 0, 0, "HOST:PORT",
-     "serve /metrics (Prometheus), /healthz and /readyz here; port 0 picks a free port, an "
-     "empty value turns it off. Loopback unless you say otherwise"},
+     "serve the web view (/ and its JSON API under /api/, docs/web.md), /metrics "
+     "(Prometheus), /healthz and /readyz here; port 0 picks a free port, an empty value turns "
+     "it off. Loopback unless you say otherwise"},
     {"dead-letter-topic", T_STRING, FIELD(dead_letter_topic), "", NPS_CMD_RUN, 0, 0, "TOPIC",
      "copy every invalid message, unchanged, to TOPIC with its reason in the header "
      "npstream-reason (future events too); empty: off"},

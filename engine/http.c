@@ -1,5 +1,6 @@
 /*
- * http: /metrics, /healthz, /readyz over libmicrohttpd's internal thread.
+ * http: /metrics, /healthz, /readyz and the `serve` callback's paths over
+ * libmicrohttpd's internal thread pool.
  */
 #include "http.h"
 
@@ -10,10 +11,25 @@
 
 #include "config.h"
 
+/* Threads answering requests: enough that a page's parallel API calls,
+ * each waiting on Redis, leave one free for /metrics and the probes. */
+#define NPS_HTTP_THREADS 4u
+
 struct nps_http {
     struct MHD_Daemon *daemon;
     nps_http_handlers handlers;
 };
+
+struct nps_http_request {
+    struct MHD_Connection *conn;
+};
+
+const char *nps_http_arg(const nps_http_request *request, const char *name)
+{
+    return MHD_lookup_connection_value(request->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+#define NOT_FOUND "not found: try /metrics, /healthz, /readyz\n"
 
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type,
                              const char *body, size_t len)
@@ -39,6 +55,34 @@ static enum MHD_Result serve_metrics(nps_http *http, struct MHD_Connection *conn
     fclose(out);
     enum MHD_Result rc = reply(conn, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
     free(text);
+    return rc;
+}
+
+static enum MHD_Result serve_other(nps_http *http, struct MHD_Connection *conn, const char *url)
+{
+    char *body = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&body, &len);
+    if (!out)
+        return reply(conn, 500, "text/plain", "out of memory\n", 14);
+    const char *type = "text/plain";
+    nps_http_request request = {conn};
+    unsigned status = http->handlers.serve(http->handlers.serve_ctx, url, &request, out, &type);
+    fclose(out);
+    if (status == 0) {
+        free(body);
+        return reply(conn, 404, "text/plain", NOT_FOUND, strlen(NOT_FOUND));
+    }
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", type);
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    enum MHD_Result rc = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
     return rc;
 }
 
@@ -70,7 +114,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return serve_check(http, conn, false);
     if (strcmp(url, "/readyz") == 0)
         return serve_check(http, conn, true);
-    return reply(conn, 404, "text/plain", "not found: try /metrics, /healthz, /readyz\n", 44);
+    if (http->handlers.serve)
+        return serve_other(http, conn, url);
+    return reply(conn, 404, "text/plain", NOT_FOUND, strlen(NOT_FOUND));
 }
 
 nps_http *nps_http_start(const char *address, const nps_http_handlers *handlers, nps_error *err)
@@ -91,10 +137,10 @@ nps_http *nps_http_start(const char *address, const nps_http_handlers *handlers,
         return NULL;
     }
     http->handlers = *handlers;
-    http->daemon =
-        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL,
-                         NULL, handle, http, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-                         MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+    http->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+                                    (uint16_t)port, NULL, NULL, handle, http, MHD_OPTION_SOCK_ADDR,
+                                    (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_TIMEOUT, 10u,
+                                    MHD_OPTION_THREAD_POOL_SIZE, NPS_HTTP_THREADS, MHD_OPTION_END);
     if (!http->daemon) {
         nps_error_set(err, "http: cannot listen on %s (in use, or not a local address?)", address);
         free(http);

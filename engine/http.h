@@ -1,8 +1,13 @@
 /*
- * http: the engine's HTTP endpoint (libmicrohttpd, its own thread):
- * /metrics (Prometheus text format), /healthz and /readyz. The pipeline
- * supplies the content through callbacks; this module knows nothing of
- * Kafka or Redis.
+ * http: the engine's HTTP endpoint (libmicrohttpd, a small pool of its own
+ * threads): /metrics (Prometheus text format), /healthz and /readyz, and
+ * any other path through an optional `serve` callback (the web view,
+ * web.c). The pipeline supplies the content through callbacks; this module
+ * knows nothing of Kafka or Redis.
+ *
+ * Every callback runs on one of the HTTP threads, several at once: a
+ * callback reads shared state only through atomics or under a lock, and a
+ * slow one (a Redis round trip) delays only its own request.
  */
 #ifndef NPS_HTTP_H
 #define NPS_HTTP_H
@@ -12,6 +17,12 @@
 
 #include "npstream/nps.h"
 
+/* One request, as the `serve` callback sees it. */
+typedef struct nps_http_request nps_http_request;
+
+/* The value of query argument `name` (percent-decoded), or NULL. */
+const char *nps_http_arg(const nps_http_request *request, const char *name);
+
 typedef struct nps_http_handlers {
     void *ctx;
     /* Write the Prometheus text exposition to `out`. */
@@ -19,6 +30,13 @@ typedef struct nps_http_handlers {
     /* True when alive (healthz) / ready (readyz); else why in `why`. */
     bool (*healthy)(void *ctx, char *why, size_t size);
     bool (*ready)(void *ctx, char *why, size_t size);
+    /* Optional (NULL: 404): any other GET path. Writes the body to `out`,
+     * points *type at its Content-Type (a string that outlives the call)
+     * and returns the HTTP status, or 0 when the path is not its own
+     * (404). Replies are never cached. */
+    unsigned (*serve)(void *serve_ctx, const char *path, const nps_http_request *request, FILE *out,
+                      const char **type);
+    void *serve_ctx;
 } nps_http_handlers;
 
 typedef struct nps_http nps_http;

@@ -589,6 +589,19 @@ size_t nps_json_unescape(const char *raw, size_t len, char *out)
     return o;
 }
 
+bool nps_json_is_number(const char *text, size_t len)
+{
+    nps_json_err err;
+    return scan_number(text, text + len, &err) == text + len;
+}
+
+size_t nps_json_utf8_sequence(const char *p, size_t avail)
+{
+    nps_json_err err;
+    const char *next = avail ? scan_utf8(p, p + avail, &err) : NULL;
+    return next ? (size_t)(next - p) : 0;
+}
+
 bool nps_json_number_integral(const char *lit, size_t len, int64_t *out)
 {
     const char *p = lit, *end = lit + len;

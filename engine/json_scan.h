@@ -97,4 +97,13 @@ size_t nps_json_unescape(const char *raw, size_t len, char *out);
  * floating point. */
 bool nps_json_number_integral(const char *lit, size_t len, int64_t *out);
 
+/* True when the whole of `text` is one JSON number literal ("-15.1268",
+ * "0", "1e3"; not "01", "inf", "1 " or ""). */
+bool nps_json_is_number(const char *text, size_t len);
+
+/* The length of the well-formed UTF-8 sequence (RFC 3629: no overlong
+ * forms, surrogates or code points past U+10FFFF) at the start of the
+ * `avail` bytes at p, whose first byte is >= 0x80; 0 when there is none. */
+size_t nps_json_utf8_sequence(const char *p, size_t avail);
+
 #endif

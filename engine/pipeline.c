@@ -46,6 +46,7 @@
 #include "redis_sink.h"
 #include "shard.h"
 #include "state.h"
+#include "web.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "flush payloads are encoded little-endian by memcpy"
@@ -1643,18 +1644,22 @@ int nps_run_pipeline(const nps_config *config)
     if (layout != 0)
         return layout;
     nps_http *http = NULL;
+    nps_web *web = NULL;
     if (config->http[0]) {
-        nps_http_handlers handlers = {&pl, write_metrics, healthy, ready};
         nps_error err = {{0}};
-        http = nps_http_start(config->http, &handlers, &err);
+        web = nps_web_new(config, &err);
+        nps_http_handlers handlers = {&pl, write_metrics, healthy, ready, nps_web_serve, web};
+        http = web ? nps_http_start(config->http, &handlers, &err) : NULL;
         if (!http) {
             LOG(ERROR, "%s", err.msg);
+            nps_web_destroy(web);
             return 2;
         }
         char host[128];
         int port;
         nps_parse_host_port(config->http, host, sizeof(host), &port);
-        LOG(INFO, "http: /metrics, /healthz and /readyz on %s:%d", host, nps_http_port(http));
+        LOG(INFO, "http: the web view (/), /metrics, /healthz and /readyz on %s:%d", host,
+            nps_http_port(http));
     }
     LOG(INFO,
         "%d worker(s) consuming %s from %s (group %s), publishing to redis %s every %" PRId64 " ms",
@@ -1696,6 +1701,7 @@ int nps_run_pipeline(const nps_config *config)
     for (int i = 0; i < pl.nworkers; i++)
         pthread_join(pl.workers[i].thread, NULL);
     nps_http_stop(http);
+    nps_web_destroy(web);
     status_line(&pl, mono_ms() - start);
     for (int i = 0; i < pl.nworkers; i++) {
         rd_kafka_queue_destroy(pl.workers[i].queue);

@@ -8,19 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_write.h"
+
 static void json_string(FILE *out, const char *s)
 {
-    fputc('"', out);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(out, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(out, "\\u%04x", c);
-        else
-            fputc(c, out);
-    }
-    fputc('"', out);
+    nps_json_write_string(out, s, strlen(s));
 }
 
 static void print_stats_json(const nps_state *state, FILE *out)

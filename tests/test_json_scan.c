@@ -281,8 +281,10 @@ Test(json_scan, numbers_per_grammar)
         scan_free(&r);
         snprintf(text, sizeof(text), "{\"n\":[%s, %s ]}", good[i], good[i]);
         expect_ok(text);
+        cr_expect(nps_json_is_number(good[i], strlen(good[i])), "%s: not a number", good[i]);
     }
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cr_expect(!nps_json_is_number(bad[i], strlen(bad[i])), "%s: a number", bad[i]);
         snprintf(text, sizeof(text), "{\"n\":%s}", bad[i]);
         scan_result r = scan(text);
         cr_expect_eq(r.rc, -1, "%s accepted", bad[i]);
@@ -292,6 +294,9 @@ Test(json_scan, numbers_per_grammar)
         cr_expect_eq(r.rc, -1, "[%s] accepted", bad[i]);
         scan_free(&r);
     }
+    cr_expect(!nps_json_is_number("", 0));
+    cr_expect(!nps_json_is_number("1 ", 2));
+    cr_expect(nps_json_is_number("12", 1)); /* "1" of "12" */
     expect_err("{\"n\":01}", NPS_JSON_BAD_NUMBER);
     expect_err("{\"n\":1.}", NPS_JSON_BAD_NUMBER);
     expect_err("{\"n\":-}", NPS_JSON_BAD_NUMBER);
