@@ -148,6 +148,14 @@ static const setting settings[] = {
      "random seed: the same seed gives the same events"},
     {"invalid-share", T_SHARE, FIELD(invalid_share), "0", NPS_CMD_GEN | NPS_CMD_DEMO, 0, 0, "0..1",
      "share of invalid messages in the output"},
+    {"sent-share", T_SHARE, FIELD(sent_share), "0.125", NPS_CMD_GEN, 0, 0, "0..1",
+     "share of invitations (type sent; they make response_rate)"},
+    {"duplicate-share", T_SHARE, FIELD(duplicate_share), "0", NPS_CMD_GEN, 0, 0, "0..1",
+     "share of messages that re-send one of the last 64 responses as is (same id and key), "
+     "as a retrying producer would"},
+    {"drop", T_STRING, FIELD(drop), "", NPS_CMD_GEN, 0, 0, "DIM=VALUE",
+     "events of that segment from the last 5 minutes lean to detractors, so its recent NPS "
+     "drops (e.g. channel=sms, for alerts); empty: none"},
     {"output", T_STRING, FIELD(output), "-", NPS_CMD_GEN, 0, 0, "FILE",
      "where generated JSON lines go; - is standard output"},
 };

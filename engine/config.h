@@ -74,6 +74,9 @@ typedef struct nps_config {
     int64_t count;
     uint64_t seed;
     double invalid_share;
+    double sent_share;
+    double duplicate_share;
+    char drop[96];
     char output[NPS_PATH_MAX];
 } nps_config;
 

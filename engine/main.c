@@ -153,7 +153,10 @@ static int cmd_gen(int argc, char **argv)
         .seed = config.seed,
         .now_ms = nps_clock_now_ms(&config),
         .invalid_share = config.invalid_share,
+        .sent_share = config.sent_share,
+        .duplicate_share = config.duplicate_share,
     };
+    snprintf(options.drop, sizeof(options.drop), "%s", config.drop);
     nps_gen *gen = nps_gen_new(&options, &err);
     if (!gen) {
         fprintf(stderr, "npstream gen: %s\n", err.msg);

@@ -21,6 +21,10 @@ cat >> "$WORK/events.jsonl" <<'JSON'
 {"score":10,"survey":"app","ts":1760344000000}
 {"score":10,"survey":"app","ts":1763800900000}
 {"score":10,"survey":"app","ts":1763800000000,"type":"sent"}
+{"score":3,"survey":"app","channel":"sms","value":1.005,"ts":1763799990000}
+{"score":9,"survey":"app","channel":"sms","value":2e3,"ts":1763799990000}
+{"score":9,"survey":"app","channel":"sms","value":-1,"ts":1763799990000}
+{"score":9,"survey":"app","channel":"sms","value":"12","ts":1763799990000}
 
 {"score":9.5}
 JSON
@@ -28,6 +32,36 @@ INPUT="$WORK/events.jsonl"
 view_flags=(); for v in "${VIEWS[@]}"; do view_flags+=(--view "$v"); done
 "$NPSTREAM" run --input "$INPUT" --now $NOW --format json "${view_flags[@]}" > "$WORK/report.json"
 python3 "$HERE/check_report.py" "$INPUT" "$WORK/report.json" $NOW "${VIEWS[@]}"
+
+# gen's options for the insight features: re-sent duplicates (same line,
+# same id), a segment whose last 5 minutes are detractors, comments that
+# match the score class, and the share of invitations.
+"$NPSTREAM" gen --count 20000 --seed 9 --now $NOW --duplicate-share 0.1 --drop channel=sms \
+    --sent-share 0.5 --output "$WORK/insights.jsonl"
+python3 - "$WORK/insights.jsonl" $NOW <<'PY' || fail "gen insight options: see above"
+import collections, json, sys
+now = int(sys.argv[2])
+lines = open(sys.argv[1]).read().splitlines()
+events = [json.loads(l) for l in lines]
+ids = collections.Counter(e["id"] for e in events)
+dup_lines = len(lines) - len(set(lines))
+assert 1500 < dup_lines < 2500 and len(lines) - len(ids) == dup_lines, (dup_lines, len(ids))
+responses = [e for e in events if e["type"] == "response"]
+sent = len(events) - len(responses)
+assert 0.4 < sent / len(events) < 0.6, sent
+recent_sms = [e for e in responses if e["channel"] == "sms" and e["ts"] > now - 300000]
+older_sms = [e for e in responses if e["channel"] == "sms" and e["ts"] <= now - 300000]
+assert recent_sms and all(e["score"] <= 6 for e in recent_sms), recent_sms[:3]
+assert sum(e["score"] >= 9 for e in older_sms) > 0
+by_class = collections.defaultdict(set)
+for e in responses:
+    by_class[0 if e["score"] >= 9 else 1 if e["score"] >= 7 else 2].add(e["comment"])
+assert not (by_class[0] & by_class[2]), by_class
+print("gen: %d duplicate lines, %d invitations, %d recent sms all detractors"
+      % (dup_lines, sent, len(recent_sms)))
+PY
+out=$("$NPSTREAM" gen --drop nodim --count 1 2>&1) && fail "gen --drop nodim succeeded"
+grep -q "DIM=VALUE" <<<"$out" || fail "gen --drop nodim: unclear message: $out"
 
 # The same through stdin, settings from the environment and a config file.
 printf 'view = by_channel=channel\nformat = json\n' > "$WORK/npstream.ini"
