@@ -39,7 +39,7 @@ def free_port():
 
 def unit_args(segments, now, fence_begin, fence_end):
     args = ["nps", "bench", "t", "by_seg", "by_seg", "seg", str(now), "bench:1", WINDOWS_ARG,
-            f"0:{fence_begin}:{fence_end}", "", "", "0", ""]  # no alerts, benchmarks, detractors
+            f"0:{fence_begin}:{fence_end}", "", "", "0", "0"]  # no alerts, benchmarks, detractors
     for i in range(segments):
         data = b""
         for wi, (_, size) in enumerate(WINDOWS):
@@ -96,7 +96,7 @@ def main():
                       f"{wall * 1000:>8.1f}")
             later = now + 31 * 86400000
             args = ["nps", "bench", "t", "by_seg", "by_seg", "seg", str(later), "bench:2",
-                    WINDOWS_ARG, "", "", "", "0", ""]
+                    WINDOWS_ARG, "", "", "", "0", "0"]
             usec, wall, _ = run_round(r, sha, args, s * 5)
             print(f"{s:>9} {'expire':>7} {s * 5:>8} {usec / 1000:>9.1f} {usec / (s * 5):>8.2f} "
                   f"{wall * 1000:>8.1f}")

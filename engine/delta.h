@@ -79,9 +79,9 @@ typedef struct nps_delta {
     uint64_t invalid[NPS_INVALID_REASONS]; /* by reason */
     uint64_t late;                         /* counted in `total` only */
     uint64_t overflowed;                   /* (event, view) pairs sent to `~overflow` */
-    /* Detractor responses to append to the stream PREFIX:detractors, in
-     * flush.lua's wire form (a "<I2" field count, then "<I4"-length-
-     * prefixed names and values). */
+    /* Detractor responses to append to the stream PREFIX:detractors: per
+     * entry a uint16 field count, then uint32-length-prefixed names and
+     * values (the flusher turns them into flush.lua's arguments). */
     char *detractors;
     size_t detractors_len, detractors_cap;
     uint32_t ndetractors;

@@ -11,9 +11,10 @@
 -- total has 0:0:0:w), 10 fences "partition:begin:end;..." (begin -1: no
 -- fence yet), 11 alerts "window:baseline:z:min_responses;...", 12 the
 -- view's benchmarks "dim=value<TAB>nps<LF>..." (value percent-encoded as in
--- segments), 13 the detractor stream's MAXLEN, 14 detractor entries (binary:
--- per entry "<I2" field count, then "<I4"-length-prefixed names and
--- values), then pairs (segment, entries). entries is binary: per (window,
+-- segments), 13 the detractor stream's MAXLEN, 14 D: the number of
+-- detractor arguments that follow (per entry its field count, then its
+-- names and values), then pairs (segment, entries). entries is binary:
+-- per (window,
 -- pane) one record "<Bi8" window index (0-based), pane index, then 15
 -- little-endian int64: h0..h10, sent, and the value in cents of
 -- promoters, passives and detractors.
@@ -160,7 +161,8 @@ end
 
 -- 3. The new deltas: into their panes (kept for expiry) and the totals;
 -- a trend's into its buckets.
-local FIRST_PAIR = 15
+local FIRST_DETRACTOR = 15
+local FIRST_PAIR = FIRST_DETRACTOR + tonumber(ARGV[14])
 local segments = {}
 local panes = {} -- panes[wi][idx] = {segs = {...}, vals = {...}}
 local trends = {} -- trends[wi][seg] = {idx = counts, ...}, with trend_order[wi]
@@ -517,19 +519,12 @@ end
 -- 6. Detractor follow-up: each detractor response once, in the unit that
 -- holds the `all` view's segment (its fences make it exactly once).
 local detractors = 0
-local blob, maxlen = ARGV[14], ARGV[13]
-local pos = 1
-while pos <= #blob do
-    local nf
-    nf, pos = struct.unpack('<I2', blob, pos)
-    local args = {prefix .. ':detractors', 'MAXLEN', '~', maxlen, '*'}
-    for _ = 1, 2 * nf do
-        local len
-        len, pos = struct.unpack('<I4', blob, pos)
-        args[#args + 1] = string.sub(blob, pos, pos + len - 1)
-        pos = pos + len
-    end
-    redis.call('XADD', unpack(args))
+local dkey, maxlen = prefix .. ':detractors', ARGV[13]
+local i = FIRST_DETRACTOR
+while i < FIRST_PAIR do
+    local nf = tonumber(ARGV[i])
+    redis.call('XADD', dkey, 'MAXLEN', '~', maxlen, '*', unpack(ARGV, i + 1, i + 2 * nf))
+    i = i + 1 + 2 * nf
     detractors = detractors + 1
 end
 

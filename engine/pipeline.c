@@ -789,7 +789,45 @@ static bool encode_segment(pipeline *pl, int view, size_t s, unit_payload *u)
     return put_entry(u, total_w, 0, &total);
 }
 
-/* The fixed arguments of a unit (flush.lua's ARGV[1..14]). */
+/* The pending detractor entries as flush.lua's ARGV[14..]: the number of
+ * arguments that follow, then per entry its field count and its names and
+ * values, which the script hands to XADD as they are. */
+static bool encode_detractors(pipeline *pl, unit_payload *u)
+{
+    size_t nargs = 0, pos = 0;
+    for (uint32_t i = 0; i < pl->ndetractors; i++) {
+        uint16_t nfields;
+        memcpy(&nfields, pl->detractors + pos, 2);
+        pos += 2;
+        nargs += 1 + 2 * (size_t)nfields;
+        for (int f = 0; f < 2 * nfields; f++) {
+            uint32_t len;
+            memcpy(&len, pl->detractors + pos, 4);
+            pos += 4 + len;
+        }
+    }
+    char num[32];
+    snprintf(num, sizeof(num), "%zu", nargs);
+    bool ok = payload_str(u, num);
+    pos = 0;
+    for (uint32_t i = 0; ok && i < pl->ndetractors; i++) {
+        uint16_t nfields;
+        memcpy(&nfields, pl->detractors + pos, 2);
+        pos += 2;
+        snprintf(num, sizeof(num), "%u", (unsigned)nfields);
+        ok = payload_str(u, num);
+        for (int f = 0; ok && f < 2 * nfields; f++) {
+            uint32_t len;
+            memcpy(&len, pl->detractors + pos, 4);
+            ok = payload_arg(u, pl->detractors + pos + 4, len);
+            pos += 4 + len;
+        }
+    }
+    return ok;
+}
+
+/* The fixed arguments of a unit (flush.lua's ARGV[1..14]), then its
+ * detractor entries. */
 static bool encode_header(pipeline *pl, int unit, int64_t now, unit_payload *u)
 {
     const nps_config *config = pl->config;
@@ -822,12 +860,12 @@ static bool encode_header(pipeline *pl, int unit, int64_t now, unit_payload *u)
     ok = ok && payload_str(u, pl->alerts_arg) && payload_str(u, pl->bench_args[view]) &&
          payload_str(u, pl->maxlen_arg);
     if (unit == pl->all_unit) {
-        ok = ok && payload_arg(u, pl->detractors, pl->detractors_len);
+        ok = ok && encode_detractors(pl, u);
         pl->flush_detractors = pl->ndetractors;
         pl->detractors_len = 0;
         pl->ndetractors = 0;
     } else {
-        ok = ok && payload_arg(u, "", 0);
+        ok = ok && payload_str(u, "0");
     }
     return ok;
 }
