@@ -26,7 +26,9 @@
  * (further segments count in `~overflow`).
  *
  * Usage: memory [--quick] [--segments S,S,...] [--events-per-segment K]
- *               [--attack N] [--bound B] [--apply]
+ *               [--attack N] [--bound B] [--apply] [--classes]
+ * --classes prints jemalloc's live bytes by size class after each part-1
+ * measurement (what the bytes per pane are made of).
  * The allocator is jemalloc (linked by bench/CMakeLists.txt), as in
  * build/npstream.
  */
@@ -108,6 +110,44 @@ typedef struct rig {
 } rig;
 
 static bool use_apply;
+static bool show_classes;
+
+static uint64_t mallctl_u64(const char *name, bool size_t_value)
+{
+    size_t v = 0;
+    unsigned u = 0;
+    size_t len = size_t_value ? sizeof(v) : sizeof(u);
+    if (mallctl(name, size_t_value ? (void *)&v : (void *)&u, &len, NULL, 0) != 0)
+        die("mallctl", name);
+    return size_t_value ? v : u;
+}
+
+/* jemalloc's live allocations by size class, the classes holding 1% of
+ * the heap or more: where the bytes per pane go. */
+static void print_size_classes(uint64_t panes)
+{
+    uint64_t allocated = measure().allocated_bytes;
+    char name[128];
+    const char *kinds[2][4] = {
+        {"arenas.nbins", "arenas.bin.%u.size", "stats.arenas.%u.bins.%u.curregs"},
+        {"arenas.nlextents", "arenas.lextent.%u.size", "stats.arenas.%u.lextents.%u.curlextents"}};
+    for (int k = 0; k < 2; k++) {
+        uint64_t n = mallctl_u64(kinds[k][0], false);
+        for (unsigned j = 0; j < n; j++) {
+            snprintf(name, sizeof(name), kinds[k][1], j);
+            uint64_t size = mallctl_u64(name, true);
+            snprintf(name, sizeof(name), kinds[k][2], MALLCTL_ARENAS_ALL, j);
+            uint64_t live = mallctl_u64(name, true);
+            if (live * size * 100 < allocated)
+                continue;
+            printf("    size class %8" PRIu64 " B: %10" PRIu64 " live, %9.1f MiB, %5.1f%%, %6.1f B "
+                   "per pane\n",
+                   size, live, (double)(live * size) / (1024.0 * 1024.0),
+                   100.0 * (double)(live * size) / (double)allocated,
+                   (double)(live * size) / (double)panes);
+        }
+    }
+}
 
 static void rig_open(rig *r, uint32_t bound)
 {
@@ -198,6 +238,8 @@ static void per_pane(uint64_t segments, uint64_t per_segment)
     usage after = measure();
     uint64_t panes = panes_held(&r);
     size_t nseg = nps_state_segment_count(r.state, 1);
+    if (show_classes)
+        print_size_classes(panes);
     nps_state_destroy(r.state);
     r.state = NULL;
     usage freed = measure();
@@ -222,10 +264,12 @@ static void attack(uint64_t events, uint64_t bound)
            events, bound);
     printf("%9s %9s %8s %12s %12s %12s\n", "events", "segments", "panes", "alloc MiB", "+alloc MiB",
            "RSS MiB");
+    /* Every tenth of the run, and at half, once and twice the bound. */
     uint64_t step = events / 10 ? events / 10 : 1;
     for (uint64_t i = 0; i < events; i++) {
         rig_event(&r, i);
-        if ((i + 1) % step == 0 || i + 1 == events) {
+        uint64_t n = i + 1;
+        if (n % step == 0 || n == events || n == bound / 2 || n == bound || n == 2 * bound) {
             rig_handoff(&r);
             usage u = measure();
             printf("%9" PRIu64 " %9zu %8" PRIu64 " %12.1f %12.1f %12.1f\n", i + 1,
@@ -259,7 +303,7 @@ static void in_child(void (*measurement)(uint64_t, uint64_t), uint64_t a, uint64
 
 static const char usage_text[] =
     "usage: memory [--quick] [--segments S,S,...] [--events-per-segment K] [--attack N]\n"
-    "              [--bound B] [--apply]\n";
+    "              [--bound B] [--apply] [--classes]\n";
 
 typedef struct options {
     char segments_list[256];
@@ -288,6 +332,8 @@ static bool parse_options(int argc, char **argv, options *o)
             o->attack_events = 300000;
         } else if (strcmp(flag, "--apply") == 0) {
             use_apply = true;
+        } else if (strcmp(flag, "--classes") == 0) {
+            show_classes = true;
         } else if (strcmp(flag, "--segments") == 0) {
             snprintf(o->segments_list, sizeof(o->segments_list), "%s",
                      flag_value(argc, argv, &i, &ok));
