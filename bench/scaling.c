@@ -97,6 +97,14 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+/* CPU seconds of the calling thread. */
+static double thread_cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* CPU seconds every process of the machine has used (/proc/stat: all
  * but idle and iowait), so a run can tell how much others took. */
 static double machine_busy_seconds(void)
@@ -192,6 +200,7 @@ typedef struct result {
     double events_per_s;
     double cpu_per_wall;    /* CPU seconds of the process per wall second */
     double others_per_wall; /* CPU seconds of other processes per wall second */
+    double merger_per_wall; /* CPU seconds of the merger thread per wall second */
 } result;
 
 static result run_once(const nps_config *config, corpus *corpora, int nworkers, uint64_t events,
@@ -222,6 +231,7 @@ static result run_once(const nps_config *config, corpus *corpora, int nworkers, 
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     double cpu0 = cpu_seconds(), busy0 = machine_busy_seconds();
+    double merger0 = thread_cpu_seconds();
     double next_flush_s = (double)flush_ms / 1000.0;
     /* This thread is the merger, as pipeline.c's flusher_main. */
     for (;;) {
@@ -249,6 +259,7 @@ static result run_once(const nps_config *config, corpus *corpora, int nworkers, 
     }
     double elapsed_s = seconds_since(&t0);
     double cpu_s = cpu_seconds() - cpu0;
+    double merger_s = thread_cpu_seconds() - merger0;
     double others_s = machine_busy_seconds() - busy0 - cpu_s;
     nps_state_stats stats;
     nps_state_get_stats(pending, &stats);
@@ -262,7 +273,7 @@ static result run_once(const nps_config *config, corpus *corpora, int nworkers, 
     pthread_barrier_destroy(&start);
     free(workers);
     result r = {nworkers, (double)nworkers * (double)events / elapsed_s, cpu_s / elapsed_s,
-                (others_s > 0 ? others_s : 0) / elapsed_s};
+                (others_s > 0 ? others_s : 0) / elapsed_s, merger_s / elapsed_s};
     return r;
 }
 
@@ -350,9 +361,10 @@ int main(int argc, char **argv)
             if (quiet_s > 0)
                 wait_quiet(quiet_s);
             runs[r] = run_once(&config, corpora, counts[k], events, flush_ms);
-            printf("# run: workers %d, %.0f events/s, %.2f CPU s per s (other processes: "
-                   "%.2f)\n",
-                   counts[k], runs[r].events_per_s, runs[r].cpu_per_wall, runs[r].others_per_wall);
+            printf("# run: workers %d, %.0f events/s, %.2f CPU s per s (merger %.2f; other "
+                   "processes: %.2f)\n",
+                   counts[k], runs[r].events_per_s, runs[r].cpu_per_wall, runs[r].merger_per_wall,
+                   runs[r].others_per_wall);
             fflush(stdout);
             clean += runs[r].others_per_wall < 0.25;
         }
