@@ -26,7 +26,7 @@ typedef struct segment_state {
     char *name;
     uint64_t hash;
     uint32_t bucket; /* the segment's flush unit within its view */
-    series windows[NPS_MAX_WINDOWS];
+    series windows[]; /* config->windows.n: sized to the windows configured */
 } segment_state;
 
 typedef struct view_state {
@@ -136,8 +136,8 @@ static bool grow_slots(view_state *vs)
 }
 
 /* Add a segment; slot_at SIZE_MAX: not findable by name. */
-static uint32_t add_segment(view_state *vs, const char *name, size_t len, uint64_t hash,
-                            size_t slot_at)
+static uint32_t add_segment(const nps_state *state, view_state *vs, const char *name, size_t len,
+                            uint64_t hash, size_t slot_at)
 {
     if (vs->nsegments == vs->cap) {
         size_t cap = vs->cap ? vs->cap * 2 : 64;
@@ -147,7 +147,8 @@ static uint32_t add_segment(view_state *vs, const char *name, size_t len, uint64
         vs->segments = bigger;
         vs->cap = cap;
     }
-    segment_state *seg = calloc(1, sizeof(*seg));
+    segment_state *seg =
+        calloc(1, sizeof(*seg) + (size_t)state->config->windows.n * sizeof(seg->windows[0]));
     char *copy = malloc(len + 1);
     if (!seg || !copy) {
         free(seg);
@@ -183,7 +184,7 @@ static uint32_t segment_index(nps_state *state, view_state *vs, const char *name
         len == strlen(NPS_SEGMENT_OVERFLOW) && memcmp(name, NPS_SEGMENT_OVERFLOW, len) == 0;
     size_t regular = vs->nsegments - vs->noverflow;
     if (!is_overflow && regular < state->config->max_segments) {
-        index = add_segment(vs, name, len, hash, slot_at);
+        index = add_segment(state, vs, name, len, hash, slot_at);
         if (index != NPS_SEGMENT_NONE)
             vs->segments[index]->bucket = bucket;
         return index;
@@ -195,7 +196,7 @@ static uint32_t segment_index(nps_state *state, view_state *vs, const char *name
     len = strlen(name);
     hash = XXH3_64bits(name, len);
     find_segment(vs, name, len, hash, &slot_at);
-    index = add_segment(vs, name, len, hash, state->buckets == 1 ? slot_at : SIZE_MAX);
+    index = add_segment(state, vs, name, len, hash, state->buckets == 1 ? slot_at : SIZE_MAX);
     if (index == NPS_SEGMENT_NONE)
         return index;
     vs->segments[index]->bucket = bucket;
