@@ -23,7 +23,8 @@ Test(dedup, repeat_within_the_horizon_is_a_duplicate)
     nps_dedup *table = nps_dedup_new(HORIZON_MS);
     cr_assert_eq(judge(table, "r-1", 10, T0), NPS_DEDUP_FIRST);
     cr_assert_eq(judge(table, "r-2", 11, T0), NPS_DEDUP_FIRST);
-    cr_assert_eq(judge(table, "r-1", 12, T0 + HORIZON_MS), NPS_DEDUP_DUPLICATE, "edge: counts once");
+    cr_assert_eq(judge(table, "r-1", 12, T0 + HORIZON_MS), NPS_DEDUP_DUPLICATE,
+                 "edge: counts once");
     cr_assert_eq(judge(table, "r-1", 13, T0 - HORIZON_MS), NPS_DEDUP_DUPLICATE, "older copy");
     cr_assert_eq(nps_dedup_count(table), 2);
     nps_dedup_destroy(table);
@@ -70,8 +71,8 @@ Test(dedup, growth_keeps_ids_within_the_horizon_and_prunes_older)
     /* the newest hour (3600 ids) must all still be there */
     for (int i = 100000 - 3600; i < 100000; i++) {
         snprintf(id, sizeof(id), "r-%d", i);
-        cr_assert_eq(judge(table, id, 200000 + i, T0 + 100000 * 1000LL), NPS_DEDUP_DUPLICATE,
-                     "%s", id);
+        cr_assert_eq(judge(table, id, 200000 + i, T0 + 100000 * 1000LL), NPS_DEDUP_DUPLICATE, "%s",
+                     id);
     }
     cr_assert_lt(nps_dedup_count(table), 20000, "pruned: %zu", nps_dedup_count(table));
     nps_dedup_destroy(table);
@@ -89,8 +90,9 @@ Test(dedup, bytes_per_million_ids)
     }
     cr_assert_eq(nps_dedup_count(table), n, "no collisions among 1M ids");
     size_t bytes = nps_dedup_bytes(table);
-    fprintf(stderr, "dedup table: %zu ids in %zu bytes = %.1f bytes per id (%.1f MiB per million)\n",
-            n, bytes, (double)bytes / (double)n, (double)bytes / (double)n * 1e6 / 1048576.0);
+    fprintf(stderr,
+            "dedup table: %zu ids in %zu bytes = %.1f bytes per id (%.1f MiB per million)\n", n,
+            bytes, (double)bytes / (double)n, (double)bytes / (double)n * 1e6 / 1048576.0);
     cr_assert_leq(bytes / n, 64);
     nps_dedup_destroy(table);
 }
@@ -148,13 +150,13 @@ Test(dedup, shard_counts_a_replayed_duplicate_only_past_the_all_fence)
     int64_t fences[1] = {2}; /* one view (`all`), one bucket: applied below 2 */
     const char *dup = "{\"id\":\"a\",\"score\":7,\"ts\":1763800000000}";
     nps_invalid_reason reason;
-    cr_assert_eq(nps_shard_add_fenced(shard, dup, strlen(dup), -1, fences, 1, 0, 1, &reason,
-                                      NULL, 0),
-                 NPS_OK);
+    cr_assert_eq(
+        nps_shard_add_fenced(shard, dup, strlen(dup), -1, fences, 1, 0, 1, &reason, NULL, 0),
+        NPS_OK);
     cr_assert_eq(nps_shard_current(shard)->duplicates, 0);
-    cr_assert_eq(nps_shard_add_fenced(shard, dup, strlen(dup), -1, fences, 1, 0, 2, &reason,
-                                      NULL, 0),
-                 NPS_OK);
+    cr_assert_eq(
+        nps_shard_add_fenced(shard, dup, strlen(dup), -1, fences, 1, 0, 2, &reason, NULL, 0),
+        NPS_OK);
     cr_assert_eq(nps_shard_current(shard)->duplicates, 1);
     nps_shard_destroy(shard);
     nps_dedup_destroy(table);
