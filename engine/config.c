@@ -111,6 +111,11 @@ static const setting settings[] = {
      INT64_MAX / 4, "N",
      "append each detractor response once to the stream PREFIX:detractors, keeping about the "
      "newest N; 0: off"},
+    {"dedup-horizon", T_DURATION, FIELD(dedup_horizon_ms), "7d", NPS_CMD_RUN | NPS_CMD_DEMO, 0, 0,
+     "DURATION",
+     "a response whose `id` was counted within DURATION (by event time) counts once; ids are "
+     "kept per partition (producers key messages by id), in memory and in "
+     "PREFIX:dedup:GROUP:TOPIC:PARTITION:DAY; 0: off"},
     {"log-format", T_STRING, FIELD(log_format), "logfmt", NPS_CMD_RUN, 0, 0, "logfmt|json",
      "one line per event: ts=... level=... component=... msg=\"...\", or the same as JSON"},
     {"log-level", T_STRING, FIELD(log_level), "info", NPS_CMD_RUN, 0, 0, "LEVEL",

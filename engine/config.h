@@ -58,6 +58,7 @@ typedef struct nps_config {
     int64_t alert_min_responses;
     char benchmarks[2048];     /* DIM=VALUE:NPS,... */
     int64_t detractors_maxlen; /* nps:detractors entries kept; 0: off */
+    int64_t dedup_horizon_ms;  /* a response id counts once within it; 0: off */
     char log_format[16];
     char log_level[16];
     char log_file[NPS_PATH_MAX];

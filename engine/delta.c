@@ -76,6 +76,7 @@ void nps_delta_destroy(nps_delta *delta)
         view_free(&delta->views[v]);
     free(delta->partitions);
     free(delta->detractors);
+    free(delta->dedup_records);
     free(delta);
 }
 
@@ -91,6 +92,8 @@ void nps_delta_clear(nps_delta *delta)
         dv->overflow_segment = NPS_SEGMENT_NONE;
     }
     delta->messages = delta->counted = delta->late = delta->overflowed = 0;
+    delta->duplicates = 0;
+    delta->ndedup_records = 0;
     delta->npartitions = 0;
     delta->oldest_source_ms = 0;
     delta->detractors_len = 0;
@@ -101,6 +104,20 @@ void nps_delta_clear(nps_delta *delta)
 bool nps_delta_is_empty(const nps_delta *delta)
 {
     return delta->messages == 0 && delta->npartitions == 0;
+}
+
+bool nps_delta_add_dedup_record(nps_delta *delta, const nps_dedup_record *record)
+{
+    if (delta->ndedup_records == delta->dedup_records_cap) {
+        uint32_t cap = delta->dedup_records_cap ? delta->dedup_records_cap * 2 : 1024;
+        nps_dedup_record *bigger = realloc(delta->dedup_records, cap * sizeof(*bigger));
+        if (!bigger)
+            return false;
+        delta->dedup_records = bigger;
+        delta->dedup_records_cap = cap;
+    }
+    delta->dedup_records[delta->ndedup_records++] = *record;
+    return true;
 }
 
 bool nps_detractors_append(char **buf, size_t *len, size_t *cap, const char *data,

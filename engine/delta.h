@@ -66,6 +66,15 @@ typedef struct nps_delta_partition {
     int64_t next_offset;
 } nps_delta_partition;
 
+/* A response id counted for the first time (dedup.h): the flusher
+ * persists it before the fences that pass its offset. */
+typedef struct nps_dedup_record {
+    int32_t partition;
+    uint64_t hash;
+    int64_t offset;
+    int64_t ts_ms;
+} nps_dedup_record;
+
 typedef struct nps_delta {
     int nviews;
     /* Kafka progress at the hand-off (pipeline.c); unused by run --input. */
@@ -79,6 +88,9 @@ typedef struct nps_delta {
     uint64_t invalid[NPS_INVALID_REASONS]; /* by reason */
     uint64_t late;                         /* counted in `total` only */
     uint64_t overflowed;                   /* (event, view) pairs sent to `~overflow` */
+    uint64_t duplicates;                   /* responses whose id was counted before */
+    nps_dedup_record *dedup_records;
+    uint32_t ndedup_records, dedup_records_cap;
     /* Detractor responses to append to the stream PREFIX:detractors: per
      * entry a uint16 field count, then uint32-length-prefixed names and
      * values (the flusher turns them into flush.lua's arguments). */
@@ -120,6 +132,10 @@ nps_cell *nps_delta_cell_for(nps_delta *delta, int view, uint32_t segment, int64
  * came from. False when memory runs out. */
 bool nps_delta_add_detractor(nps_delta *delta, const nps_views *views, const nps_event *ev,
                              int64_t ts_ms, int32_t partition, int64_t offset);
+
+/* @locality owner. Record a first occurrence of a response id. False
+ * when memory runs out. */
+bool nps_delta_add_dedup_record(nps_delta *delta, const nps_dedup_record *record);
 
 /* Append `len` bytes of detractor entries (another delta's) to `buf`,
  * growing it; false when memory runs out. */

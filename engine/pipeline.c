@@ -68,6 +68,7 @@ typedef struct part_track {
     int64_t max_fence; /* messages below it are skipped by some unit */
     int64_t min_fence; /* messages below it were seen by every unit before */
     int64_t *fence;    /* per unit (pipeline.nunits) */
+    nps_dedup *dedup;  /* the partition's response ids; NULL: dedup off */
 } part_track;
 
 typedef struct worker {
@@ -179,6 +180,10 @@ struct pipeline {
     char *detractors;       /* pending detractor entries (ARGV[14] form) */
     size_t detractors_len, detractors_cap;
     uint32_t ndetractors, flush_detractors;
+    nps_dedup_record *dedup_pending; /* first occurrences of ids not yet sent */
+    uint32_t ndedup_pending, dedup_pending_cap;
+    unit_payload *dedup_cmds; /* the outstanding flush's id writes, sent before its units */
+    int ndedup_cmds, dedup_cmds_cap;
 
     /* status, read by main and the HTTP thread */
     pthread_mutex_t metrics_lock;
@@ -190,6 +195,7 @@ struct pipeline {
     _Atomic uint64_t dlq_sent, dlq_failed;
     _Atomic uint64_t flushes, resyncs, mismatches, segments_written, expired_panes;
     _Atomic uint64_t detractors_appended, detractors_trimmed;
+    _Atomic uint64_t dedup_ids_written; /* first occurrences stored in Redis */
     _Atomic int64_t last_flush_us;
     _Atomic bool redis_ok;
 };
@@ -264,6 +270,99 @@ out:
     return ok;
 }
 
+/* ----------------------------------------------------------------- dedup */
+
+static part_track *track(worker *w, int32_t p);
+
+#define DAY_MS 86400000LL
+#define DEDUP_FIELDS_PER_CMD 4096
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    return a / b - (a % b != 0 && (a < 0) != (b < 0));
+}
+
+/* The HASH of partition p's response ids first seen on `day`. */
+static void dedup_key(const nps_config *config, int32_t p, int64_t day, char *key, size_t size)
+{
+    snprintf(key, size, "%s:dedup:%s:%s:%d:%" PRId64, config->prefix, config->group, config->topic,
+             (int)p, day);
+}
+
+/* Load into `table` partition p's stored first occurrences below offset
+ * `below` (the partition's lowest fence: the replay from there records
+ * the later ones again, deciding as the first run did), from every day
+ * key that can still exist. False when Redis fails. */
+static bool load_dedup(worker *w, int32_t p, int64_t below, nps_dedup *table, nps_error *err)
+{
+    const nps_config *config = w->pl->config;
+    nps_dedup_clear(table);
+    int64_t now = nps_clock_now_ms(config);
+    int64_t first_day = floor_div(now - config->dedup_horizon_ms, DAY_MS) - 1;
+    int64_t last_day = floor_div(now + config->max_skew_ms, DAY_MS);
+    for (int64_t day = first_day; below > 0 && day <= last_day; day++) {
+        char key[640], cursor[32] = "0";
+        dedup_key(config, p, day, key, sizeof(key));
+        do {
+            const char *argv[] = {"HSCAN", key, cursor, "COUNT", "1000"};
+            size_t lens[] = {5, strlen(key), strlen(cursor), 5, 4};
+            redisReply *reply = nps_redis_argv(w->redis, 5, argv, lens, err);
+            if (!reply)
+                return false;
+            bool ok = reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+                      reply->element[0]->type == REDIS_REPLY_STRING &&
+                      reply->element[1]->type == REDIS_REPLY_ARRAY;
+            if (!ok) {
+                nps_error_set(err, "redis: unexpected reply scanning %s", key);
+                freeReplyObject(reply);
+                return false;
+            }
+            snprintf(cursor, sizeof(cursor), "%s", reply->element[0]->str);
+            const redisReply *pairs = reply->element[1];
+            for (size_t i = 0; ok && i + 1 < pairs->elements; i += 2) {
+                uint64_t hash = strtoull(pairs->element[i]->str, NULL, 16);
+                char *sep;
+                int64_t offset = strtoll(pairs->element[i + 1]->str, &sep, 10);
+                int64_t ts = *sep == ':' ? strtoll(sep + 1, NULL, 10) : 0;
+                if (offset < below)
+                    ok = nps_dedup_load(table, hash, offset, ts);
+            }
+            freeReplyObject(reply);
+            if (!ok) {
+                nps_error_set(err, "out of memory loading response ids");
+                return false;
+            }
+        } while (strcmp(cursor, "0") != 0);
+    }
+    return true;
+}
+
+/* Load the dedup tables of `parts` (fences as read_fences gives them). */
+static bool load_dedups(worker *w, const rd_kafka_topic_partition_list_t *parts,
+                        const int64_t *fences, nps_error *err)
+{
+    int nunits = w->pl->nunits;
+    if (w->pl->config->dedup_horizon_ms <= 0)
+        return true;
+    for (int i = 0; i < parts->cnt; i++) {
+        part_track *t = track(w, parts->elems[i].partition);
+        if (t && !t->dedup)
+            t->dedup = nps_dedup_new(w->pl->config->dedup_horizon_ms);
+        if (!t || !t->dedup) {
+            nps_error_set(err, "out of memory for a dedup table");
+            return false;
+        }
+        int64_t lowest = INT64_MAX;
+        for (int u = 0; u < nunits; u++) {
+            int64_t f = fences[(size_t)i * (size_t)nunits + (size_t)u];
+            lowest = f < lowest ? f : lowest;
+        }
+        if (!load_dedup(w, parts->elems[i].partition, lowest, t->dedup, err))
+            return false;
+    }
+    return true;
+}
+
 /* Grow a table indexed by partition (zeroed new entries, doubling from
  * 64) so that index p exists. False when memory runs out. */
 static bool grow_by_partition(void **table, int32_t *cap, size_t entry_size, int32_t p)
@@ -322,13 +421,14 @@ static bool take_partitions(worker *w, rd_kafka_topic_partition_list_t *parts)
     nps_error err = {{0}};
     int64_t backoff = 100;
     bool logged = false;
-    while (!read_fences(w, parts, fences, &err)) {
+    while (!read_fences(w, parts, fences, &err) || !load_dedups(w, parts, fences, &err)) {
         if (atomic_load(&pl->stop)) {
             free(fences);
             return false;
         }
         if (!logged)
-            LOG(WARN, "worker %d: cannot read fences (%s); retrying", w->id, err.msg);
+            LOG(WARN, "worker %d: cannot read fences or response ids (%s); retrying", w->id,
+                err.msg);
         logged = true;
         sleep_ms(backoff);
         backoff = backoff < 2000 ? backoff * 2 : 2000;
@@ -424,8 +524,11 @@ static void release_partitions(worker *w, const rd_kafka_topic_partition_list_t 
             w->id, REVOKE_FLUSH_WAIT_MS);
     for (int i = 0; i < parts->cnt; i++) {
         part_track *t = track(w, parts->elems[i].partition);
-        if (t)
+        if (t) {
             t->assigned = false;
+            nps_dedup_destroy(t->dedup); /* the next owner loads it from Redis */
+            t->dedup = NULL;
+        }
         registration reg = {.partition = parts->elems[i].partition,
                             .owner = w->id,
                             .epoch = w->epoch,
@@ -519,10 +622,10 @@ static void count_message(worker *w, const rd_kafka_message_t *m)
     if (kafka_ts > 0 && (delta->oldest_source_ms == 0 || kafka_ts < delta->oldest_source_ms))
         delta->oldest_source_ms = kafka_ts;
     char detail[256] = "";
-    nps_status status =
-        nps_shard_add_fenced(w->shard, m->payload ? m->payload : "", m->len, kafka_ts, fences,
-                             w->pl->buckets, m->partition, m->offset, &reason, detail,
-                             sizeof(detail));
+    nps_shard_set_dedup(w->shard, t->dedup);
+    nps_status status = nps_shard_add_fenced(w->shard, m->payload ? m->payload : "", m->len,
+                                             kafka_ts, fences, w->pl->buckets, m->partition,
+                                             m->offset, &reason, detail, sizeof(detail));
     if (status != NPS_OK) {
         LOG(ERROR, "worker %d: out of memory counting; exiting so nothing is lost", w->id);
         exit(1);
@@ -602,6 +705,8 @@ static void resync(pipeline *pl, const char *why)
     nps_state_clear_counts(pl->pending);
     pl->detractors_len = 0;
     pl->ndetractors = 0;
+    pl->ndedup_pending = 0;
+    pl->ndedup_cmds = 0;
     for (int32_t p = 0; p < pl->table_cap; p++)
         entry_reset(&pl->table[p]);
     pl->outstanding = false;
@@ -676,6 +781,28 @@ static void trim_detractors(pipeline *pl, uint32_t keep)
     atomic_fetch_add(&pl->detractors_trimmed, drop);
 }
 
+/* Keep a delta's first occurrences of response ids for the next flush
+ * (while Redis is down they grow by 32 bytes per new id). */
+static bool append_dedup_records(pipeline *pl, const nps_delta *delta)
+{
+    uint32_t need = pl->ndedup_pending + delta->ndedup_records;
+    if (need > pl->dedup_pending_cap) {
+        uint32_t cap = pl->dedup_pending_cap ? pl->dedup_pending_cap : 1024;
+        while (cap < need)
+            cap *= 2;
+        nps_dedup_record *bigger = realloc(pl->dedup_pending, (size_t)cap * sizeof(*bigger));
+        if (!bigger)
+            return false;
+        pl->dedup_pending = bigger;
+        pl->dedup_pending_cap = cap;
+    }
+    if (delta->ndedup_records)
+        memcpy(pl->dedup_pending + pl->ndedup_pending, delta->dedup_records,
+               (size_t)delta->ndedup_records * sizeof(*delta->dedup_records));
+    pl->ndedup_pending = need;
+    return true;
+}
+
 static void merge_delta(pipeline *pl, nps_delta *delta)
 {
     if (delta->epoch != atomic_load(&pl->epoch))
@@ -691,6 +818,10 @@ static void merge_delta(pipeline *pl, nps_delta *delta)
         exit(1);
     }
     pl->ndetractors += delta->ndetractors;
+    if (!append_dedup_records(pl, delta)) {
+        LOG(ERROR, "out of memory keeping response ids; exiting so nothing is lost");
+        exit(1);
+    }
     uint64_t maxlen = (uint64_t)pl->config->detractors_maxlen;
     if (maxlen && pl->ndetractors > 2 * maxlen)
         trim_detractors(pl, (uint32_t)maxlen);
@@ -870,6 +1001,83 @@ static bool encode_header(pipeline *pl, int unit, int64_t now, unit_payload *u)
     return ok;
 }
 
+/* One day key's first occurrences: HSETNX each field (the first
+ * occurrence has the smallest offset; a replay writes the same value),
+ * then the key's time to live. ARGV: ttl ms, then field, value pairs. */
+static const char dedup_lua[] =
+    "for i = 2, #ARGV, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) end\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[1])\n"
+    "return (#ARGV - 1) / 2\n";
+
+static int compare_dedup_records(const void *a, const void *b)
+{
+    const nps_dedup_record *x = a, *y = b;
+    int64_t dx = floor_div(x->ts_ms, DAY_MS), dy = floor_div(y->ts_ms, DAY_MS);
+    if (x->partition != y->partition)
+        return x->partition < y->partition ? -1 : 1;
+    if (dx != dy)
+        return dx < dy ? -1 : 1;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* A new, empty command for the outstanding flush's id writes. */
+static unit_payload *new_dedup_cmd(pipeline *pl)
+{
+    if (pl->ndedup_cmds == pl->dedup_cmds_cap) {
+        int cap = pl->dedup_cmds_cap ? pl->dedup_cmds_cap * 2 : 16;
+        unit_payload *bigger = realloc(pl->dedup_cmds, (size_t)cap * sizeof(*bigger));
+        if (!bigger)
+            return NULL;
+        memset(bigger + pl->dedup_cmds_cap, 0,
+               (size_t)(cap - pl->dedup_cmds_cap) * sizeof(*bigger));
+        pl->dedup_cmds = bigger;
+        pl->dedup_cmds_cap = cap;
+    }
+    unit_payload *u = &pl->dedup_cmds[pl->ndedup_cmds++];
+    u->argc = 0;
+    u->len = 0;
+    u->done = false;
+    return u;
+}
+
+/* Turn the pending first occurrences into one command per (partition,
+ * day) key (at most DEDUP_FIELDS_PER_CMD fields each). The key lives
+ * until its day plus the horizon, counted on the engine clock (which
+ * --now and --time-scale may move away from Redis's), hence PEXPIRE. */
+static bool encode_dedup(pipeline *pl, int64_t now)
+{
+    pl->ndedup_cmds = 0;
+    qsort(pl->dedup_pending, pl->ndedup_pending, sizeof(*pl->dedup_pending), compare_dedup_records);
+    unit_payload *u = NULL;
+    int32_t partition = -1;
+    int64_t day = 0;
+    int fields = 0;
+    bool ok = true;
+    for (uint32_t i = 0; ok && i < pl->ndedup_pending; i++) {
+        const nps_dedup_record *r = &pl->dedup_pending[i];
+        int64_t d = floor_div(r->ts_ms, DAY_MS);
+        if (!u || r->partition != partition || d != day || fields == DEDUP_FIELDS_PER_CMD) {
+            char key[640], ttl[32];
+            partition = r->partition;
+            day = d;
+            fields = 0;
+            dedup_key(pl->config, partition, day, key, sizeof(key));
+            int64_t ttl_ms = (day + 1) * DAY_MS + pl->config->dedup_horizon_ms - now;
+            snprintf(ttl, sizeof(ttl), "%" PRId64, ttl_ms > 1000 ? ttl_ms : 1000);
+            u = new_dedup_cmd(pl);
+            ok = u && payload_str(u, "EVAL") && payload_str(u, dedup_lua) && payload_str(u, "1") &&
+                 payload_str(u, key) && payload_str(u, ttl);
+        }
+        char field[24], value[48];
+        snprintf(field, sizeof(field), "%016" PRIx64, r->hash);
+        snprintf(value, sizeof(value), "%" PRId64 ":%" PRId64, r->offset, r->ts_ms);
+        ok = ok && payload_str(u, field) && payload_str(u, value);
+        fields++;
+    }
+    pl->ndedup_pending = 0;
+    return ok;
+}
+
 /* Cut the pending counts into one payload per unit and start sending. */
 static void start_flush(pipeline *pl)
 {
@@ -885,7 +1093,7 @@ static void start_flush(pipeline *pl)
     for (int32_t p = 0; p < pl->table_cap; p++)
         pl->table[p].flush_end = pl->table[p].registered ? pl->table[p].end : -1;
     int64_t now = nps_clock_now_ms(pl->config);
-    bool ok = true;
+    bool ok = encode_dedup(pl, now);
     for (int u = 0; ok && u < pl->nunits; u++)
         ok = encode_header(pl, u, now, &pl->units[u]);
     /* One pass over each view's segments, each to its bucket's unit. */
@@ -1006,6 +1214,7 @@ static void finish_flush(pipeline *pl, int64_t started_us)
             entry_reset(e);
     }
     pl->outstanding = false;
+    pl->ndedup_cmds = 0;
     atomic_fetch_add(&pl->detractors_appended, pl->flush_detractors);
     pl->flush_detractors = 0;
     commit_offsets(pl);
@@ -1054,20 +1263,42 @@ static bool unit_reply(pipeline *pl, int unit, redisReply *reply)
     return false;
 }
 
-/* Send the units not yet applied, pipelined. Returns when all are done,
- * on a fence mismatch (resync) or on a Redis failure (retry later). */
+/* Judge the reply to one command writing response ids; false leaves it
+ * to be sent again. */
+static bool dedup_reply(pipeline *pl, int cmd, const redisReply *reply)
+{
+    if (reply->type != REDIS_REPLY_INTEGER) {
+        LOG(WARN, "storing response ids failed: %s; retrying",
+            reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+        return false;
+    }
+    pl->dedup_cmds[cmd].done = true;
+    atomic_fetch_add(&pl->dedup_ids_written, (uint64_t)reply->integer);
+    return true;
+}
+
+/* Send the id writes and units not yet applied, pipelined, the id writes
+ * first: Redis runs one connection's commands in order, so no fence
+ * passes an offset whose response id is not stored. Returns when all are
+ * done, on a fence mismatch (resync) or on a Redis failure (retry
+ * later). */
 static void send_units(pipeline *pl)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     int64_t started_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
     size_t n = 0, total_args = 0;
+    for (int d = 0; d < pl->ndedup_cmds; d++)
+        if (!pl->dedup_cmds[d].done) {
+            n++;
+            total_args += (size_t)pl->dedup_cmds[d].argc;
+        }
     for (int u = 0; u < pl->nunits; u++)
         if (!pl->units[u].done) {
             n++;
             total_args += (size_t)pl->units[u].argc;
         }
-    int *which = calloc(n + 1, sizeof(int));
+    int *which = calloc(n + 1, sizeof(int)); /* unit, or -1 - id write */
     nps_redis_cmd *cmds = malloc((n + 1) * sizeof(*cmds));
     const char **args = malloc((total_args + 1) * sizeof(char *));
     redisReply **replies = calloc(n + 1, sizeof(redisReply *));
@@ -1076,22 +1307,27 @@ static void send_units(pipeline *pl)
         exit(1);
     }
     size_t k = 0, a = 0;
-    for (int u = 0; u < pl->nunits; u++) {
-        unit_payload *p = &pl->units[u];
+    for (int c = -pl->ndedup_cmds; c < pl->nunits; c++) {
+        unit_payload *p = c < 0 ? &pl->dedup_cmds[-1 - c] : &pl->units[c];
         if (p->done)
             continue;
-        which[k] = u;
-        cmds[k] = (nps_redis_cmd){.argc = p->argc, .argv = args + a, .lens = p->lens};
+        which[k] = c;
+        cmds[k] = (nps_redis_cmd){.argc = p->argc, .argv = args + a, .lens = p->lens, .raw = c < 0};
         for (int i = 0; i < p->argc; i++)
             args[a++] = p->buf + p->offsets[i];
         k++;
     }
     nps_error err = {{0}};
     size_t got = nps_redis_flush_units(pl->redis, n, cmds, replies, &err);
-    bool resynced = false;
-    for (size_t i = 0; i < got && !resynced; i++)
-        if (replies[i])
+    bool resynced = false, ids_failed = false;
+    for (size_t i = 0; i < got && !resynced; i++) {
+        if (!replies[i])
+            continue;
+        if (which[i] < 0)
+            ids_failed |= !dedup_reply(pl, -1 - which[i], replies[i]);
+        else
             resynced = !unit_reply(pl, which[i], replies[i]);
+    }
     for (size_t i = 0; i < got; i++)
         if (replies[i])
             freeReplyObject(replies[i]);
@@ -1101,9 +1337,9 @@ static void send_units(pipeline *pl)
     free(replies);
     if (resynced)
         return;
-    if (got < n) {
+    if (got < n || ids_failed) {
         atomic_fetch_add(&pl->redis_errors, 1);
-        set_redis_state(pl, false, err.msg);
+        set_redis_state(pl, got == n, err.msg);
         pl->retry_at_ms = mono_ms() + pl->backoff_ms;
         pl->backoff_ms = pl->backoff_ms < 5000 ? pl->backoff_ms * 2 : 5000;
         return;
@@ -1499,11 +1735,11 @@ static void status_line(pipeline *pl, int64_t elapsed_ms)
     for (int r = 0; r < NPS_INVALID_REASONS; r++)
         invalid += st.invalid[r];
     LOG(INFO,
-        "%" PRIu64 " messages in %.0f s, %" PRIu64 " invalid, %" PRIu64 " late; %" PRIu64
-        " flushes (last %.1f ms), %" PRIu64 " resyncs; redis %s",
-        messages, (double)elapsed_ms / 1000, invalid, st.late, atomic_load(&pl->flushes),
-        (double)atomic_load(&pl->last_flush_us) / 1000, atomic_load(&pl->resyncs),
-        atomic_load(&pl->redis_ok) ? "ok" : "unavailable");
+        "%" PRIu64 " messages in %.0f s, %" PRIu64 " invalid, %" PRIu64 " late, %" PRIu64
+        " duplicates; %" PRIu64 " flushes (last %.1f ms), %" PRIu64 " resyncs; redis %s",
+        messages, (double)elapsed_ms / 1000, invalid, st.late, st.duplicates,
+        atomic_load(&pl->flushes), (double)atomic_load(&pl->last_flush_us) / 1000,
+        atomic_load(&pl->resyncs), atomic_load(&pl->redis_ok) ? "ok" : "unavailable");
 }
 
 /* ---------------------------------------------------------------- /metrics */
@@ -1568,6 +1804,13 @@ static void write_metrics(void *ctx, FILE *out)
                   atomic_load(&pl->dlq_sent));
     write_counter(out, "npstream_dead_letter_errors_total",
                   "Dead-letter copies that could not be delivered.", atomic_load(&pl->dlq_failed));
+    write_counter(out, "npstream_events_duplicate_total",
+                  "Responses whose id was counted before within --dedup-horizon: counted "
+                  "nowhere else (once across restarts).",
+                  m->stats.duplicates);
+    write_counter(out, "npstream_dedup_ids_stored_total",
+                  "First occurrences of response ids written to Redis (a replay writes again).",
+                  atomic_load(&pl->dedup_ids_written));
     write_counter(out, "npstream_events_late_total",
                   "Events older than the largest window: counted in total only.", m->stats.late);
     fprintf(out, "# HELP npstream_segments_overflowed_total Events counted in ~overflow past the "
@@ -1746,8 +1989,10 @@ int nps_run_pipeline(const nps_config *config)
         rd_kafka_destroy(pl.workers[i].rk);
         nps_shard_destroy(pl.workers[i].shard);
         nps_redis_free(pl.workers[i].redis);
-        for (int32_t p = 0; p < pl.workers[i].parts_cap; p++)
+        for (int32_t p = 0; p < pl.workers[i].parts_cap; p++) {
             free(pl.workers[i].parts[p].fence);
+            nps_dedup_destroy(pl.workers[i].parts[p].dedup);
+        }
         free(pl.workers[i].parts);
     }
     for (int u = 0; u < pl.nunits; u++) {
@@ -1756,6 +2001,13 @@ int nps_run_pipeline(const nps_config *config)
         free(pl.units[u].lens);
     }
     free(pl.units);
+    for (int d = 0; d < pl.dedup_cmds_cap; d++) {
+        free(pl.dedup_cmds[d].buf);
+        free(pl.dedup_cmds[d].offsets);
+        free(pl.dedup_cmds[d].lens);
+    }
+    free(pl.dedup_cmds);
+    free(pl.dedup_pending);
     for (int v = 0; pl.bench_args && v < pl.nviews; v++)
         free(pl.bench_args[v]);
     free(pl.bench_args);

@@ -200,6 +200,10 @@ size_t nps_redis_flush_units(nps_redis *redis, size_t n, const nps_redis_cmd *cm
     for (size_t i = 0; i < n; i++) {
         memcpy(args + 3, cmds[i].argv, (size_t)cmds[i].argc * sizeof(char *));
         memcpy(lens + 3, cmds[i].lens, (size_t)cmds[i].argc * sizeof(size_t));
+        if (cmds[i].raw) {
+            redisAppendCommandArgv(redis->ctx, cmds[i].argc, cmds[i].argv, cmds[i].lens);
+            continue;
+        }
         redisAppendCommandArgv(redis->ctx, cmds[i].argc + 3, args, lens);
     }
     free(args);

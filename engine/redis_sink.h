@@ -50,9 +50,11 @@ typedef struct nps_redis_cmd {
     int argc;
     const char **argv;
     const size_t *lens;
+    bool raw; /* argv is a whole command, not the flush script's arguments */
 } nps_redis_cmd;
 
-/* EVALSHA of the flush script for each of n units, pipelined: all sent,
+/* EVALSHA of the flush script for each of n units (or a raw command),
+ * pipelined in order: all sent,
  * then the replies read in order. Returns how many replies arrived
  * (replies[0..returned)); fewer than n means the connection failed (err
  * set) and the rest are unknown: their units may or may not have run. A

@@ -22,6 +22,7 @@ struct nps_shard {
     int64_t now_ms;
     int64_t future_limit_ms; /* now + max skew */
     nps_pane_plan plan;      /* delta panes at now */
+    nps_dedup *dedup;        /* the current partition's ids; NULL: off */
     nps_event event;
     uint64_t dim_hashes[NPS_MAX_DIMS];
 };
@@ -81,6 +82,27 @@ nps_status nps_shard_add(nps_shard *shard, const char *msg, size_t len, int64_t 
                                 detail_size);
 }
 
+void nps_shard_set_dedup(nps_shard *shard, nps_dedup *table)
+{
+    shard->dedup = table;
+}
+
+/* Judge a valid response's id; false only when memory runs out. */
+static bool dedup_response(nps_shard *shard, const nps_event *ev, int64_t ts, int32_t partition,
+                           int64_t offset, nps_dedup_verdict *verdict)
+{
+    *verdict = NPS_DEDUP_COUNTED;
+    if (!shard->dedup || ev->sent || ev->id.len == 0 || partition < 0)
+        return true;
+    uint64_t hash = nps_dedup_hash(ev->id.ptr, ev->id.len);
+    if (!nps_dedup_check(shard->dedup, hash, offset, ts, verdict))
+        return false;
+    if (*verdict != NPS_DEDUP_FIRST)
+        return true;
+    nps_dedup_record record = {partition, hash, offset, ts};
+    return nps_delta_add_dedup_record(shard->current, &record);
+}
+
 nps_delta *nps_shard_current(nps_shard *shard)
 {
     return shard->current;
@@ -123,6 +145,16 @@ nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
     const nps_views *views = &config->views;
     for (int d = 0; d < views->ndims; d++)
         shard->dim_hashes[d] = XXH3_64bits(ev->dims[d].ptr, ev->dims[d].len);
+    nps_dedup_verdict verdict;
+    if (!dedup_response(shard, ev, ts, partition, offset, &verdict))
+        return NPS_ERR_NOMEM;
+    if (verdict == NPS_DEDUP_DUPLICATE) {
+        /* counted once across replays: where the `all` view counts */
+        uint64_t all_hash = nps_delta_segment_hash(views, 0, shard->dim_hashes);
+        if (!unit_fences || offset >= unit_fences[all_hash % buckets])
+            delta->duplicates++;
+        return NPS_OK;
+    }
     for (int v = 0; v < views->nviews; v++) {
         if (unit_fences) { /* catching up after a restart: cold */
             uint64_t hash = nps_delta_segment_hash(views, v, shard->dim_hashes);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "dedup.h"
 #include "delta.h"
 #include "event_parse.h"
 
@@ -54,6 +55,14 @@ nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
                                 int64_t fallback_ts_ms, const int64_t *unit_fences,
                                 uint32_t buckets, int32_t partition, int64_t offset,
                                 nps_invalid_reason *reason, char *detail, size_t detail_size);
+
+/* @locality worker. The dedup table (dedup.h) of the partition whose
+ * messages nps_shard_add_fenced counts next; NULL: no dedup. A response
+ * with an `id` that the table judges a duplicate is counted nowhere but
+ * in the delta's `duplicates` (once: only where the `all` view's unit
+ * has not applied it), and is valid (not dead-lettered). A new first
+ * occurrence is recorded in the delta for the flusher to persist. */
+void nps_shard_set_dedup(nps_shard *shard, nps_dedup *table);
 
 /* @locality worker. The delta being counted (to attach Kafka progress or
  * to read its size). */

@@ -321,6 +321,7 @@ nps_status nps_state_merge(nps_state *state, const nps_delta *delta, int64_t now
     st->messages += delta->messages;
     st->counted += delta->counted;
     st->late += delta->late;
+    st->duplicates += delta->duplicates;
     st->overflowed += delta->overflowed;
     for (int r = 0; r < NPS_INVALID_REASONS; r++)
         st->invalid[r] += delta->invalid[r];

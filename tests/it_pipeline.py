@@ -14,6 +14,7 @@ polling Redis (or the engine's log) against deadlines.
 import json
 import math
 import os
+import random
 import re
 import signal
 import subprocess
@@ -31,6 +32,7 @@ UNITS = itlib.unit_names(["all"] + list(VIEWS))
 SESSION_TIMEOUT_MS = 6000
 MINUTE = 60000
 DAY = 24 * 60 * MINUTE
+HOUR = 60 * MINUTE
 
 
 def rfc3339(ts_ms, offset_minutes=0):
@@ -270,6 +272,7 @@ def check_metrics(e, ref):
     want = {("npstream_events_consumed_total", ""): ref.messages,
             ("npstream_events_counted_total", ""): ref.valid,
             ("npstream_events_late_total", ""): ref.late,
+            ("npstream_events_duplicate_total", ""): len(ref.duplicates),
             ("npstream_events_invalid_total", 'reason="future"'): ref.future}
     for key, value in want.items():
         if m.get(key) != value:
@@ -864,6 +867,95 @@ def scenario_alerts(h):
             % (ref.summary(), len(want), z))
 
 
+def dedup_messages(T, seed):
+    """Responses keyed by their id (so every copy lands in one partition):
+    part A first occurrences (some 8 days old), part B fresh ids and copies
+    of A, part C copies of A and B only. Copies within 7 days are
+    duplicates; copies of the 8-day-old ids at now are not."""
+    rng = random.Random(seed)
+
+    def event(ident, ts):
+        return (ident.encode(), json.dumps(
+            {"id": ident, "ts": ts, "score": rng.randint(0, 10),
+             "channel": rng.choice(["email", "sms", "web"]),
+             "survey": rng.choice(["checkout", "support"])}).encode())
+
+    old = T - 8 * DAY
+    part_a = [event("a-%d" % i, old if i % 10 == 0 else T - rng.randint(0, 6 * DAY))
+              for i in range(3000)]
+    part_b = [event("b-%d" % i, T - rng.randint(0, HOUR)) for i in range(3000)]
+    def recent_a():  # an id of A first seen within the horizon
+        return "a-%d" % (rng.randrange(300) * 10 + rng.randint(1, 9))
+    part_b += [event(recent_a(), T - rng.randint(0, HOUR)) for _ in range(1500)]
+    rng.shuffle(part_b)
+    part_c = [event(recent_a(), T) for _ in range(1500)]
+    part_c += [event("b-%d" % rng.randrange(3000), T) for _ in range(1000)]
+    part_c += [event("a-%d" % i, T) for i in range(0, 3000, 10)]  # 8 days after: counted
+    rng.shuffle(part_c)
+    return part_a, part_b, part_c
+
+
+def all_unit(h, s):
+    """The unit of the `all` view's one segment (its panes name it)."""
+    for key in h.r.scan_iter(match=s.prefix + ":panes:all#*"):
+        return key.decode().split(":")[2]
+    raise Failure("no pane key of the all view")
+
+
+def scenario_dedup(h):
+    """A response id repeated within the 7-day horizon counts once, across
+    a SIGKILL and a restart: part A is published first, part B trickles in
+    while the first run is killed mid-stream, part C (copies only) arrives
+    after the restart, which must have loaded A's and B's ids from Redis.
+    Every hash equals the reference applying the same rule, and the
+    restarted run's duplicate counter equals the reference's duplicates at
+    or past the `all` unit's fences it started from."""
+    s = Scenario(h, "dedup")
+    T = itlib.now_ms()
+    part_a, part_b, part_c = dedup_messages(T, 7)
+    s.produce(part_a)
+    _, ends_a = s.read_back(T)
+    e1 = s.engine(workers=2, flush_ms=300, extra=["--now", T])
+    s.wait_fences(ends_a, 90)
+    trickle = itlib.Trickle(s.broker.bootstrap, s.topic, part_b, batch=300, pause_s=0.1)
+    trickle.start()
+    seen = s.visible()
+    itlib.wait_for("the first run to publish part of B",
+                   lambda: trickle.error or (trickle.produced >= 1500 and s.visible() > seen), 60)
+    e1.kill()
+    trickle.finish()
+    s.produced += trickle.produced
+    unit = all_unit(h, s)
+    fence_at_restart = {int(k.rsplit(":", 1)[1]): v
+                        for k, v in itlib.fences(h.r, s.prefix, s.group, s.topic).items()
+                        if k.startswith(unit + ":")}
+    keys = list(h.r.scan_iter(match="%s:dedup:%s:%s:*" % (s.prefix, s.group, s.topic)))
+    ttls = [t for t in (h.r.pttl(k) for k in keys) if t != -2]  # -2: expired since
+    if not ttls or min(ttls) <= 0 or max(ttls) > 8 * DAY:
+        raise Failure("dedup keys: %d, time to live %s..%s ms" % (len(keys), min(ttls, default=None),
+                                                               max(ttls, default=None)))
+    s.produce(part_c)
+    e2 = s.engine(workers=2, flush_ms=300, extra=["--now", T])
+    ref, ends = s.read_back(T)
+    s.wait_fences(ends, 120)
+    after = sum(1 for p, o in ref.duplicates if o >= fence_at_restart.get(p, 0))
+    m, _ = e2.metrics()
+    got = m.get(("npstream_events_duplicate_total", ""))
+    e2.terminate()
+    n = itlib.compare(h.r, s.prefix, ref)
+    in_c = len(part_c) - len(range(0, 3000, 10))
+    if len(ref.duplicates) < in_c or ref.valid != len(part_a) + 3000 + len(range(0, 3000, 10)):
+        raise Failure("test data: %s; expected every copy in C to be a duplicate" % ref.summary())
+    if got != after:
+        raise Failure("/metrics npstream_events_duplicate_total = %s after the restart, the "
+                      "reference has %d duplicates past the fences it started from" % (got, after))
+    s.close()
+    return ("dedup: %s; SIGKILL mid-stream, restart loaded the ids of %d Redis keys; %d "
+            "(view,segment,window) hashes equal the reference; the restarted run counted %d "
+            "duplicates, as the reference past its fences"
+            % (ref.summary(), len(keys), n, after))
+
+
 def engine_now(h, s):
     entries = h.r.xrevrange(s.prefix + ":updates", count=1)
     return int(entries[0][1][b"now_ms"]) if entries else 0
@@ -882,7 +974,7 @@ class Harness:
 
 SCENARIOS = [scenario_exact, scenario_crash, scenario_rebalance, scenario_redis_restart,
              scenario_windows, scenario_alerts, scenario_security, scenario_logs, scenario_hostile,
-             scenario_flaky_broker, scenario_signals]
+             scenario_flaky_broker, scenario_signals, scenario_dedup]
 
 
 def main():

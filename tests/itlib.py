@@ -435,7 +435,7 @@ class Reference:
     the message's Kafka timestamp (check_report reads files, where it is
     `now`)."""
 
-    def __init__(self, views, now):
+    def __init__(self, views, now, dedup_horizon_ms=7 * 24 * 3600 * 1000):
         self.views = {"all": []}
         self.views.update(views)
         self.now = now
@@ -444,6 +444,12 @@ class Reference:
         self.detractors = []  # (id, score, ts, value, comment, event) of each detractor
         self.segments = {v: set() for v in self.views}
         self.messages = self.valid = self.invalid = self.future = self.late = 0
+        # dedup (--dedup-horizon, default 7d; 0: off): per partition, id ->
+        # [first offset, first ts]; a response whose id is held with an
+        # earlier first offset and a ts within the horizon counts nowhere
+        self.dedup_horizon_ms = dedup_horizon_ms
+        self.first_seen = {}
+        self.duplicates = []  # (partition, offset) of each duplicate
 
     def add(self, payload, kafka_ts, source=None):
         self.messages += 1
@@ -465,8 +471,10 @@ class Reference:
         if verdict == "future":
             self.future += 1
             return
-        self.valid += 1
         ts = ev["_ts"]
+        if self.is_duplicate(ev, ts, source):
+            return
+        self.valid += 1
         late = self.in_window(ts, WINDOWS[-2][1]) is False
         self.late += late
         bucket = 11 if ev["_sent"] else int(ev["score"])
@@ -488,6 +496,25 @@ class Reference:
                     start = ts // tbucket * tbucket
                     self.trends.setdefault((view, seg, tname, start), [0] * 11)[bucket] += 1
 
+    def is_duplicate(self, ev, ts, source):
+        ident = ev.get("id")  # a number is its JSON text, as the engine reads it
+        ident = ident if isinstance(ident, str) or ident is None else str(ident)
+        if not self.dedup_horizon_ms or ev["_sent"] or not ident:
+            return False
+        if source is None:
+            raise Failure("dedup needs each message's partition and offset")
+        partition, offset = source
+        first = self.first_seen.get((partition, ident))
+        if first is None:
+            self.first_seen[(partition, ident)] = [offset, ts]
+            return False
+        if first[0] < offset and abs(ts - first[1]) <= self.dedup_horizon_ms:
+            self.duplicates.append(source)
+            return True
+        if first[0] < offset:
+            first[:] = [offset, ts]  # beyond the horizon: a new first occurrence
+        return False
+
     def in_window(self, ts, size):
         """The pane rule: the window of `size` at now holds panes of index
         >= floor(now / pane) - 59, pane = size / 60."""
@@ -504,8 +531,9 @@ class Reference:
         return sum(h[:11])
 
     def summary(self):
-        return ("%d messages (%d valid, %d invalid, %d future, %d late)"
-                % (self.messages, self.valid, self.invalid, self.future, self.late))
+        return ("%d messages (%d valid, %d invalid, %d future, %d late, %d duplicates)"
+                % (self.messages, self.valid, self.invalid, self.future, self.late,
+                   len(self.duplicates)))
 
 
 def expected_hash(h):
