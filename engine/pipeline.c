@@ -852,7 +852,8 @@ static bool payload_extend(unit_payload *u, const void *data, size_t len)
         u->buf = bigger;
         u->cap = cap;
     }
-    memcpy(u->buf + u->len, data, len);
+    if (len)
+        memcpy(u->buf + u->len, data, len);
     u->len += len;
     u->lens[u->argc - 1] += len;
     return true;
@@ -1047,7 +1048,9 @@ static unit_payload *new_dedup_cmd(pipeline *pl)
 static bool encode_dedup(pipeline *pl, int64_t now)
 {
     pl->ndedup_cmds = 0;
-    qsort(pl->dedup_pending, pl->ndedup_pending, sizeof(*pl->dedup_pending), compare_dedup_records);
+    if (pl->ndedup_pending)
+        qsort(pl->dedup_pending, pl->ndedup_pending, sizeof(*pl->dedup_pending),
+              compare_dedup_records);
     unit_payload *u = NULL;
     int32_t partition = -1;
     int64_t day = 0;
