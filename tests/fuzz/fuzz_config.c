@@ -114,8 +114,14 @@ static void check_windows(const nps_windows *windows)
         const nps_window *w = &windows->w[i];
         require(terminated(w->name, sizeof(w->name)) && w->name[0]);
         require(w->size_ms > 0 && w->pane_ms > 0);
-        require(w->pane_ms * NPS_PANES_PER_WINDOW == w->size_ms);
-        require(nps_windows_find(windows, w->name) == i);
+        require(w->pane_ms * w->npanes == w->size_ms);
+        if (w->trend) { /* a trend: whole buckets, not found as a window */
+            require(w->npanes >= 1 && w->npanes <= NPS_MAX_TREND_BUCKETS);
+            require(nps_windows_find(windows, w->name) != i);
+        } else {
+            require(w->npanes == NPS_PANES_PER_WINDOW);
+            require(nps_windows_find(windows, w->name) == i);
+        }
     }
 }
 
