@@ -167,7 +167,8 @@ static void check_event(const nps_event *ev, int ndims, size_t msg_len)
         require(ev->score == -1);
     else
         require(ev->score >= 0 && ev->score <= NPS_SCORE_MAX);
-    require(!ev->has_value || isfinite(ev->value));
+    require(ev->value_cents >= 0 && (uint64_t)ev->value_cents <= NPS_VALUE_MAX_CENTS);
+    require(ev->has_value || ev->value_cents == 0);
     check_str(ev->id, msg_len);
     check_str(ev->comment, msg_len);
     for (int d = 0; d < ndims; d++)
@@ -184,7 +185,7 @@ static bool core_equal(const nps_event *a, const nps_event *b)
 {
     return a->has_ts == b->has_ts && (!a->has_ts || a->ts_ms == b->ts_ms) && a->sent == b->sent &&
            a->score == b->score && a->has_value == b->has_value &&
-           (!a->has_value || a->value == b->value);
+           a->value_cents == b->value_cents;
 }
 
 static bool events_equal(const nps_event *a, const nps_event *b, int ndims)
