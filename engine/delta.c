@@ -139,6 +139,23 @@ bool nps_detractors_append(char **buf, size_t *len, size_t *cap, const char *dat
     return true;
 }
 
+uint16_t nps_detractor_fields(const char *buf, size_t *pos)
+{
+    uint16_t nfields;
+    memcpy(&nfields, buf + *pos, 2);
+    *pos += 2;
+    return nfields;
+}
+
+nps_str nps_detractor_string(const char *buf, size_t *pos)
+{
+    uint32_t len;
+    memcpy(&len, buf + *pos, 4);
+    nps_str s = {buf + *pos + 4, len};
+    *pos += 4 + (size_t)len;
+    return s;
+}
+
 static bool put_string(nps_delta *delta, const char *s, size_t len)
 {
     uint32_t n = (uint32_t)len;

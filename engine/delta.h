@@ -137,6 +137,11 @@ bool nps_delta_add_detractor(nps_delta *delta, const nps_views *views, const nps
  * when memory runs out. */
 bool nps_delta_add_dedup_record(nps_delta *delta, const nps_dedup_record *record);
 
+/* Read detractor entries back: the field count of the entry at *pos,
+ * then, call by call, its 2 * count names and values; each advances *pos. */
+uint16_t nps_detractor_fields(const char *buf, size_t *pos);
+nps_str nps_detractor_string(const char *buf, size_t *pos);
+
 /* Append `len` bytes of detractor entries (another delta's) to `buf`,
  * growing it; false when memory runs out. */
 bool nps_detractors_append(char **buf, size_t *len, size_t *cap, const char *data,

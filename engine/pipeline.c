@@ -765,16 +765,9 @@ static void trim_detractors(pipeline *pl, uint32_t keep)
 {
     size_t pos = 0;
     uint32_t drop = pl->ndetractors - keep;
-    for (uint32_t i = 0; i < drop; i++) {
-        uint16_t nfields;
-        memcpy(&nfields, pl->detractors + pos, 2);
-        pos += 2;
-        for (int f = 0; f < 2 * nfields; f++) {
-            uint32_t len;
-            memcpy(&len, pl->detractors + pos, 4);
-            pos += 4 + len;
-        }
-    }
+    for (uint32_t i = 0; i < drop; i++)
+        for (int f = 2 * nps_detractor_fields(pl->detractors, &pos); f > 0; f--)
+            nps_detractor_string(pl->detractors, &pos);
     memmove(pl->detractors, pl->detractors + pos, pl->detractors_len - pos);
     pl->detractors_len -= pos;
     pl->ndetractors = keep;
@@ -928,31 +921,22 @@ static bool encode_detractors(pipeline *pl, unit_payload *u)
 {
     size_t nargs = 0, pos = 0;
     for (uint32_t i = 0; i < pl->ndetractors; i++) {
-        uint16_t nfields;
-        memcpy(&nfields, pl->detractors + pos, 2);
-        pos += 2;
+        uint16_t nfields = nps_detractor_fields(pl->detractors, &pos);
         nargs += 1 + 2 * (size_t)nfields;
-        for (int f = 0; f < 2 * nfields; f++) {
-            uint32_t len;
-            memcpy(&len, pl->detractors + pos, 4);
-            pos += 4 + len;
-        }
+        for (int f = 0; f < 2 * nfields; f++)
+            nps_detractor_string(pl->detractors, &pos);
     }
     char num[32];
     snprintf(num, sizeof(num), "%zu", nargs);
     bool ok = payload_str(u, num);
     pos = 0;
     for (uint32_t i = 0; ok && i < pl->ndetractors; i++) {
-        uint16_t nfields;
-        memcpy(&nfields, pl->detractors + pos, 2);
-        pos += 2;
+        uint16_t nfields = nps_detractor_fields(pl->detractors, &pos);
         snprintf(num, sizeof(num), "%u", (unsigned)nfields);
         ok = payload_str(u, num);
         for (int f = 0; ok && f < 2 * nfields; f++) {
-            uint32_t len;
-            memcpy(&len, pl->detractors + pos, 4);
-            ok = payload_arg(u, pl->detractors + pos + 4, len);
-            pos += 4 + len;
+            nps_str field = nps_detractor_string(pl->detractors, &pos);
+            ok = payload_arg(u, field.ptr, field.len);
         }
     }
     return ok;
