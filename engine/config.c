@@ -21,8 +21,7 @@ typedef enum setting_type {
     T_UINT32,   /* uint32_t in [min, max] */
     T_UINT64,   /* uint64_t, any */
     T_DURATION, /* int64_t ms from "5m" */
-    T_SHARE,    /* double in [0, 1] */
-    T_REAL,     /* double in [min, max] */
+    T_REAL,     /* double in [min, max] (a share: 0..1) */
     T_VIEWS,    /* repeatable NAME=DIM[,DIM...] */
     T_WINDOWS,  /* list of durations */
     T_SECRET,   /* char[]: a password; "@FILE" reads it from FILE */
@@ -151,11 +150,11 @@ static const setting settings[] = {
      "events to generate"},
     {"seed", T_UINT64, FIELD(seed), "1", NPS_CMD_GEN | NPS_CMD_DEMO, 0, 0, "S",
      "random seed: the same seed gives the same events"},
-    {"invalid-share", T_SHARE, FIELD(invalid_share), "0", NPS_CMD_GEN | NPS_CMD_DEMO, 0, 0, "0..1",
+    {"invalid-share", T_REAL, FIELD(invalid_share), "0", NPS_CMD_GEN | NPS_CMD_DEMO, 0, 1, "0..1",
      "share of invalid messages in the output"},
-    {"sent-share", T_SHARE, FIELD(sent_share), "0.125", NPS_CMD_GEN, 0, 0, "0..1",
+    {"sent-share", T_REAL, FIELD(sent_share), "0.125", NPS_CMD_GEN, 0, 1, "0..1",
      "share of invitations (type sent; they make response_rate)"},
-    {"duplicate-share", T_SHARE, FIELD(duplicate_share), "0", NPS_CMD_GEN, 0, 0, "0..1",
+    {"duplicate-share", T_REAL, FIELD(duplicate_share), "0", NPS_CMD_GEN, 0, 1, "0..1",
      "share of messages that re-send one of the last 64 responses as is (same id and key), "
      "as a retrying producer would"},
     {"drop", T_STRING, FIELD(drop), "", NPS_CMD_GEN, 0, 0, "DIM=VALUE",
@@ -326,17 +325,6 @@ static nps_status set_value(loader *ld, const setting *s, const char *value, int
         }
         *(int64_t *)field = strcmp(value, "0") == 0 ? 0 : integer;
         return NPS_OK;
-    case T_SHARE: {
-        char *end;
-        double v = strtod(value, &end);
-        if (end == value || *end || !(v >= 0.0 && v <= 1.0)) {
-            nps_error_set(ld->err, "%s (%s): expected a number from 0 to 1, got '%s'", s->name,
-                          ld->source, value);
-            return NPS_ERR_INVALID;
-        }
-        *(double *)field = v;
-        return NPS_OK;
-    }
     case T_REAL: {
         char *end;
         double v = strtod(value, &end);
