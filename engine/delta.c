@@ -106,16 +106,24 @@ bool nps_delta_is_empty(const nps_delta *delta)
     return delta->messages == 0 && delta->npartitions == 0;
 }
 
+/* Double an array's capacity (`initial` elements when it has none). */
+static bool grow_array(void **array, uint32_t *cap, size_t elem_size, uint32_t initial)
+{
+    uint32_t want = *cap ? *cap * 2 : initial;
+    void *bigger = realloc(*array, (size_t)want * elem_size);
+    if (!bigger)
+        return false;
+    *array = bigger;
+    *cap = want;
+    return true;
+}
+
 bool nps_delta_add_dedup_record(nps_delta *delta, const nps_dedup_record *record)
 {
-    if (delta->ndedup_records == delta->dedup_records_cap) {
-        uint32_t cap = delta->dedup_records_cap ? delta->dedup_records_cap * 2 : 1024;
-        nps_dedup_record *bigger = realloc(delta->dedup_records, cap * sizeof(*bigger));
-        if (!bigger)
-            return false;
-        delta->dedup_records = bigger;
-        delta->dedup_records_cap = cap;
-    }
+    if (delta->ndedup_records == delta->dedup_records_cap &&
+        !grow_array((void **)&delta->dedup_records, &delta->dedup_records_cap,
+                    sizeof(*delta->dedup_records), 1024))
+        return false;
     delta->dedup_records[delta->ndedup_records++] = *record;
     return true;
 }
@@ -213,14 +221,10 @@ bool nps_delta_set_partition(nps_delta *delta, int32_t partition, int64_t next_o
             return true;
         }
     }
-    if (delta->npartitions == delta->partitions_cap) {
-        uint32_t cap = delta->partitions_cap ? delta->partitions_cap * 2 : 16;
-        nps_delta_partition *bigger = realloc(delta->partitions, cap * sizeof(*bigger));
-        if (!bigger)
-            return false;
-        delta->partitions = bigger;
-        delta->partitions_cap = cap;
-    }
+    if (delta->npartitions == delta->partitions_cap &&
+        !grow_array((void **)&delta->partitions, &delta->partitions_cap, sizeof(*delta->partitions),
+                    16))
+        return false;
     delta->partitions[delta->npartitions++] = (nps_delta_partition){partition, next_offset};
     return true;
 }
@@ -260,16 +264,6 @@ static uint64_t cell_hash(const nps_delta_view *dv, uint32_t i)
     return cell_key_hash(dv->cells[i].segment, dv->cells[i].pane);
 }
 
-static bool grow_array(void **array, uint32_t *cap, size_t elem_size)
-{
-    void *bigger = realloc(*array, (size_t)*cap * 2 * elem_size);
-    if (!bigger)
-        return false;
-    *array = bigger;
-    *cap *= 2;
-    return true;
-}
-
 static uint32_t tuple_len_of(const nps_view *view, const nps_str *dims)
 {
     uint32_t len = 0;
@@ -296,7 +290,8 @@ static bool tuple_equal(const nps_delta_view *dv, const nps_delta_segment *seg,
 static uint32_t add_segment(nps_delta_view *dv, uint64_t hash, bool overflow)
 {
     if (dv->nsegments == dv->segments_cap &&
-        !grow_array((void **)&dv->segments, &dv->segments_cap, sizeof(nps_delta_segment)))
+        !grow_array((void **)&dv->segments, &dv->segments_cap, sizeof(nps_delta_segment),
+                    INITIAL_SLOTS / 2))
         return NPS_SEGMENT_NONE;
     uint32_t index = dv->nsegments++;
     dv->segments[index] = (nps_delta_segment){
@@ -344,7 +339,7 @@ uint32_t nps_delta_segment_for(nps_delta *delta, const nps_views *views, int vie
     }
     uint32_t tuple_len = tuple_len_of(v, dims);
     while (dv->arena_len + tuple_len > dv->arena_cap)
-        if (!grow_array((void **)&dv->arena, &dv->arena_cap, 1))
+        if (!grow_array((void **)&dv->arena, &dv->arena_cap, 1, 16 * INITIAL_SLOTS))
             return NPS_SEGMENT_NONE;
     uint32_t index = add_segment(dv, hash, false);
     if (index == NPS_SEGMENT_NONE)
@@ -381,7 +376,7 @@ nps_cell *nps_delta_cell_for(nps_delta *delta, int view, uint32_t segment, int64
             goto found;
     }
     if (dv->ncells == dv->cells_cap &&
-        !grow_array((void **)&dv->cells, &dv->cells_cap, sizeof(nps_cell)))
+        !grow_array((void **)&dv->cells, &dv->cells_cap, sizeof(nps_cell), INITIAL_SLOTS / 2))
         return NULL;
     slot = ++dv->ncells;
     dv->cells[slot - 1] = (nps_cell){.pane = pane, .segment = segment};
