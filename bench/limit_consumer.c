@@ -101,7 +101,8 @@ static int64_t process_start_ns(void)
     struct timespec boot;
     clock_gettime(CLOCK_BOOTTIME, &boot);
     int64_t since_boot_ns = (int64_t)boot.tv_sec * 1000000000 + boot.tv_nsec;
-    int64_t started_ns = (int64_t)(start_ticks * (1000000000ULL / (unsigned long long)sysconf(_SC_CLK_TCK)));
+    int64_t started_ns =
+        (int64_t)(start_ticks * (1000000000ULL / (unsigned long long)sysconf(_SC_CLK_TCK)));
     int64_t age_ns = since_boot_ns - started_ns;
     if (age_ns < 0 || age_ns > 10LL * 1000000000)
         return now_ns();
@@ -249,12 +250,11 @@ static void *consume_main(void *arg)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: limit_consumer --brokers HOST:PORT --group G --count N [--topic T]\n"
-            "                      [--consumers K] [--timeout-s S]\n"
-            "  reads N messages of topic T (default e2e) from the beginning with K\n"
-            "  librdkafka group consumers (default: one per core), as npstream run\n"
-            "  consumes, and prints messages/s; see bench/README.md\n");
+    fprintf(out, "usage: limit_consumer --brokers HOST:PORT --group G --count N [--topic T]\n"
+                 "                      [--consumers K] [--timeout-s S]\n"
+                 "  reads N messages of topic T (default e2e) from the beginning with K\n"
+                 "  librdkafka group consumers (default: one per core), as npstream run\n"
+                 "  consumes, and prints messages/s; see bench/README.md\n");
 }
 
 static bool parse_args(int argc, char **argv)

@@ -329,8 +329,9 @@ static nps_status set_value(loader *ld, const setting *s, const char *value, int
         char *end;
         double v = strtod(value, &end);
         if (end == value || *end || !(v >= (double)s->min && v <= (double)s->max)) {
-            nps_error_set(ld->err, "%s (%s): expected a number from %" PRId64 " to %" PRId64
-                          ", got '%s'", s->name, ld->source, s->min, s->max, value);
+            nps_error_set(ld->err,
+                          "%s (%s): expected a number from %" PRId64 " to %" PRId64 ", got '%s'",
+                          s->name, ld->source, s->min, s->max, value);
             return NPS_ERR_INVALID;
         }
         *(double *)field = v;
@@ -449,7 +450,7 @@ static nps_status check_insights(nps_config *config, nps_error *err)
     }
     /* The default pair needs the default windows; with others it is off. */
     if (strcmp(config->alerts, "1h:7d") == 0 && (nps_windows_find(&config->windows, "1h") < 0 ||
-                                                  nps_windows_find(&config->windows, "7d") < 0))
+                                                 nps_windows_find(&config->windows, "7d") < 0))
         config->alerts[0] = '\0';
     char list[sizeof(config->benchmarks)];
     snprintf(list, sizeof(list), "%s", config->alerts);
@@ -469,7 +470,8 @@ static nps_status check_insights(nps_config *config, nps_error *err)
     for (char *item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(item, '='), *colon = strrchr(item, ':'), *end = NULL;
         double nps = colon ? strtod(colon + 1, &end) : 0;
-        if (!eq || !colon || colon < eq || end == colon + 1 || *end || !(nps >= -100 && nps <= 100)) {
+        if (!eq || !colon || colon < eq || end == colon + 1 || *end ||
+            !(nps >= -100 && nps <= 100)) {
             nps_error_set(err, "benchmarks: '%s' is not DIM=VALUE:NPS with NPS in -100..100", item);
             return NPS_ERR_INVALID;
         }

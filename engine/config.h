@@ -37,24 +37,24 @@ typedef struct nps_config {
     char format[16];          /* report format: table or json */
     int64_t batch_events;     /* events per hand-off to the merger */
     /* Kafka and Redis */
-    char brokers[512];  /* bootstrap servers; empty: run reads --input */
+    char brokers[512]; /* bootstrap servers; empty: run reads --input */
     char topic[256];
     char group[256];
-    char redis[256];    /* HOST:PORT */
+    char redis[256]; /* HOST:PORT */
     char redis_user[128];
     char redis_password[512]; /* secret: never printed */
     /* librdkafka properties passed through (kafka.<property> = value) */
     int nkafka;
     char kafka_keys[NPS_MAX_KAFKA_PROPS][128];
     char kafka_values[NPS_MAX_KAFKA_PROPS][1024];
-    char prefix[64];    /* Redis key prefix */
-    int64_t workers;    /* 0: one per core */
+    char prefix[64]; /* Redis key prefix */
+    int64_t workers; /* 0: one per core */
     int64_t flush_ms;
-    char http[128]; /* metrics and health endpoint; empty: off */
+    char http[128];              /* metrics and health endpoint; empty: off */
     char dead_letter_topic[256]; /* invalid messages copied here; empty: off */
     /* what NPS teams act on (docs/redis-schema.md) */
-    char alerts[256];          /* WINDOW:BASELINE,...; empty: no alerts */
-    double alert_z;            /* |z| past this fires */
+    char alerts[256]; /* WINDOW:BASELINE,...; empty: no alerts */
+    double alert_z;   /* |z| past this fires */
     int64_t alert_min_responses;
     char benchmarks[2048];     /* DIM=VALUE:NPS,... */
     int64_t detractors_maxlen; /* nps:detractors entries kept; 0: off */

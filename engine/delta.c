@@ -128,8 +128,7 @@ bool nps_delta_add_dedup_record(nps_delta *delta, const nps_dedup_record *record
     return true;
 }
 
-bool nps_detractors_append(char **buf, size_t *len, size_t *cap, const char *data,
-                           size_t data_len)
+bool nps_detractors_append(char **buf, size_t *len, size_t *cap, const char *data, size_t data_len)
 {
     if (*len + data_len > *cap) {
         size_t want = *cap ? *cap : 4096;
@@ -167,10 +166,10 @@ nps_str nps_detractor_string(const char *buf, size_t *pos)
 static bool put_string(nps_delta *delta, const char *s, size_t len)
 {
     uint32_t n = (uint32_t)len;
-    return nps_detractors_append(&delta->detractors, &delta->detractors_len,
-                                 &delta->detractors_cap, (const char *)&n, 4) &&
-           nps_detractors_append(&delta->detractors, &delta->detractors_len,
-                                 &delta->detractors_cap, s, len);
+    return nps_detractors_append(&delta->detractors, &delta->detractors_len, &delta->detractors_cap,
+                                 (const char *)&n, 4) &&
+           nps_detractors_append(&delta->detractors, &delta->detractors_len, &delta->detractors_cap,
+                                 s, len);
 }
 
 static bool put_field(nps_delta *delta, const char *name, const char *value, size_t len)

@@ -144,8 +144,7 @@ nps_str nps_detractor_string(const char *buf, size_t *pos);
 
 /* Append `len` bytes of detractor entries (another delta's) to `buf`,
  * growing it; false when memory runs out. */
-bool nps_detractors_append(char **buf, size_t *len, size_t *cap, const char *data,
-                           size_t data_len);
+bool nps_detractors_append(char **buf, size_t *len, size_t *cap, const char *data, size_t data_len);
 
 /* Decode a segment's canonical tuple into dimension values indexed as
  * nps_views.dim_names (the view's dimensions only; others untouched). */

@@ -89,8 +89,10 @@ nps_gen *nps_gen_new(const nps_gen_options *options, nps_error *err)
                 strncmp(dims[d], gen->opt.drop, strlen(dims[d])) == 0)
                 gen->drop_dim = d;
         if (gen->drop_dim < 0) {
-            nps_error_set(err, "drop '%s': expected DIM=VALUE with DIM survey, channel, "
-                               "age_band or region", gen->opt.drop);
+            nps_error_set(err,
+                          "drop '%s': expected DIM=VALUE with DIM survey, channel, "
+                          "age_band or region",
+                          gen->opt.drop);
             free(gen);
             return NULL;
         }

@@ -17,11 +17,11 @@
 
 typedef struct nps_gen_options {
     uint64_t seed;
-    int64_t now_ms;       /* events fall in [now - spread_ms, now] */
-    int64_t spread_ms;    /* default 20 minutes */
-    double invalid_share; /* 0..1 share of invalid messages, default 0 */
-    int regions;          /* distinct regions, default 40 */
-    double sent_share;    /* share of invitations (type sent); 0 means the default 1/8 */
+    int64_t now_ms;         /* events fall in [now - spread_ms, now] */
+    int64_t spread_ms;      /* default 20 minutes */
+    double invalid_share;   /* 0..1 share of invalid messages, default 0 */
+    int regions;            /* distinct regions, default 40 */
+    double sent_share;      /* share of invitations (type sent); 0 means the default 1/8 */
     double duplicate_share; /* share of messages that re-send a recent response as is */
     /* "dim=value": that segment's events of the last 5 minutes lean to
      * detractors, so its recent NPS drops (alerts); empty: none */

@@ -173,11 +173,11 @@ struct pipeline {
     int64_t retry_at_ms, backoff_ms;
     bool redis_down;
     char windows_arg[1024];
-    char alerts_arg[512];   /* flush.lua ARGV[11] */
-    char **bench_args;      /* per view: flush.lua ARGV[12] */
-    char maxlen_arg[32];    /* ARGV[13] */
-    int all_unit;           /* the unit of the `all` view's segment: it appends detractors */
-    char *detractors;       /* pending detractor entries (ARGV[14] form) */
+    char alerts_arg[512]; /* flush.lua ARGV[11] */
+    char **bench_args;    /* per view: flush.lua ARGV[12] */
+    char maxlen_arg[32];  /* ARGV[13] */
+    int all_unit;         /* the unit of the `all` view's segment: it appends detractors */
+    char *detractors;     /* pending detractor entries (ARGV[14] form) */
     size_t detractors_len, detractors_cap;
     uint32_t ndetractors, flush_detractors;
     nps_dedup_record *dedup_pending; /* first occurrences of ids not yet sent */
@@ -1514,15 +1514,15 @@ static bool script_args(pipeline *pl)
     for (int i = 0; i < ws->n; i++)
         len += (size_t)snprintf(pl->windows_arg + len, sizeof(pl->windows_arg) - len,
                                 "%s%s:%" PRId64 ":%" PRId64 ":%" PRId64 ":%c", i ? ";" : "",
-                                ws->w[i].name, ws->w[i].size_ms, ws->w[i].pane_ms,
-                                ws->w[i].npanes, ws->w[i].trend ? 't' : 'w');
+                                ws->w[i].name, ws->w[i].size_ms, ws->w[i].pane_ms, ws->w[i].npanes,
+                                ws->w[i].trend ? 't' : 'w');
     char list[sizeof(config->benchmarks)], *save = NULL;
     snprintf(list, sizeof(list), "%s", config->alerts);
     len = 0;
     for (char *pair = strtok_r(list, ",", &save); pair; pair = strtok_r(NULL, ",", &save))
-        len += (size_t)snprintf(pl->alerts_arg + len, sizeof(pl->alerts_arg) - len,
-                                "%s%s:%g:%" PRId64, len ? ";" : "", pair, config->alert_z,
-                                config->alert_min_responses);
+        len +=
+            (size_t)snprintf(pl->alerts_arg + len, sizeof(pl->alerts_arg) - len, "%s%s:%g:%" PRId64,
+                             len ? ";" : "", pair, config->alert_z, config->alert_min_responses);
     snprintf(pl->maxlen_arg, sizeof(pl->maxlen_arg), "%" PRId64, config->detractors_maxlen);
     /* benchmarks: "dim=value" as it appears in a segment string */
     pl->bench_args = calloc((size_t)pl->nviews, sizeof(char *));

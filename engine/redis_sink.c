@@ -22,7 +22,9 @@ struct nps_redis {
     char user[128];
     char password[512];
     char sha[41];
-    bool auth_refused; /* the last connection attempt was refused by AUTH */ /* empty until loaded on this connection's server */
+    bool auth_refused;
+        /* the last connection attempt was refused by AUTH */ /* empty until loaded on this
+                                                                 connection's server */
 };
 
 nps_redis *nps_redis_new(const char *address, int timeout_ms, nps_error *err)

@@ -42,8 +42,8 @@ redisReply *nps_redis_argv(nps_redis *redis, int argc, const char **argv, const 
 
 /* EVALSHA of the flush script with no keys and these arguments, loading
  * the script first when Redis does not have it. */
-redisReply *nps_redis_flush_unit(nps_redis *redis, int argc, const char **argv,
-                                 const size_t *lens, nps_error *err);
+redisReply *nps_redis_flush_unit(nps_redis *redis, int argc, const char **argv, const size_t *lens,
+                                 nps_error *err);
 
 /* One command's arguments, for pipelining. */
 typedef struct nps_redis_cmd {

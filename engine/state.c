@@ -25,7 +25,7 @@ typedef struct series {
 typedef struct segment_state {
     char *name;
     uint64_t hash;
-    uint32_t bucket; /* the segment's flush unit within its view */
+    uint32_t bucket;  /* the segment's flush unit within its view */
     series windows[]; /* config->windows.n: sized to the windows configured */
 } segment_state;
 

@@ -27,11 +27,11 @@ typedef struct nps_state_stats {
     uint64_t counted;
     uint64_t invalid[NPS_INVALID_REASONS];
     uint64_t late;
-    uint64_t duplicates; /* responses whose id was counted before (dedup) */
-    uint64_t overflowed; /* (event, view) pairs counted in `~overflow` */
+    uint64_t duplicates;                        /* responses whose id was counted before (dedup) */
+    uint64_t overflowed;                        /* (event, view) pairs counted in `~overflow` */
     uint64_t overflowed_by_view[NPS_MAX_VIEWS]; /* by the merger's bound */
-    uint64_t deltas;     /* deltas applied */
-    uint64_t panes;      /* non-empty (segment, window pane) pairs held now */
+    uint64_t deltas;                            /* deltas applied */
+    uint64_t panes; /* non-empty (segment, window pane) pairs held now */
 } nps_state_stats;
 
 nps_state *nps_state_new(const nps_config *config, nps_error *err);

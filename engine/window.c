@@ -102,12 +102,12 @@ nps_status nps_windows_add_trends(nps_windows *ws, const char *spec, nps_error *
         *colon = '\0';
         if (strlen(token) >= sizeof(ws->w[0].name) || !nps_duration_parse(token, &bucket_ms) ||
             !nps_duration_parse(colon + 1, &span_ms)) {
-            nps_error_set(err, "trend '%s:%s': expected durations such as 1h:7d", token,
-                          colon + 1);
+            nps_error_set(err, "trend '%s:%s': expected durations such as 1h:7d", token, colon + 1);
             return NPS_ERR_INVALID;
         }
         if (span_ms % bucket_ms != 0 || span_ms / bucket_ms > NPS_MAX_TREND_BUCKETS) {
-            nps_error_set(err, "trend '%s:%s': the span must be a whole number of at most %d buckets",
+            nps_error_set(err,
+                          "trend '%s:%s': the span must be a whole number of at most %d buckets",
                           token, colon + 1, NPS_MAX_TREND_BUCKETS);
             return NPS_ERR_INVALID;
         }

@@ -58,7 +58,7 @@ typedef struct nps_windows {
  * the first k + 1 of them. */
 typedef struct nps_pane_plan {
     int n;
-    int64_t late_before_ts; /* older events are late: no window (a trend may) holds them */
+    int64_t late_before_ts;          /* older events are late: no window (a trend may) holds them */
     int64_t low_ts[NPS_MAX_WINDOWS]; /* ascending */
     int64_t grain_ms[NPS_MAX_WINDOWS];
 } nps_pane_plan;

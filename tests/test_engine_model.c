@@ -60,9 +60,9 @@ static const dim_choice surveys[] = {
 
 typedef struct model_event {
     int64_t ts;
-    int score; /* -1: sent */
+    int score;           /* -1: sent */
     int64_t value_cents; /* -1: no value */
-    bool late; /* judged at processing time */
+    bool late;           /* judged at processing time */
     int channel, region, survey;
 } model_event;
 
@@ -305,7 +305,8 @@ static void check_against_model(run *r, int64_t q)
                     if (ws->w[w].size_ms) {
                         int64_t pane_ms = ws->w[w].pane_ms;
                         if ((e->late && !ws->w[w].trend) ||
-                            floor_div(e->ts, pane_ms) < floor_div(q, pane_ms) - (ws->w[w].npanes - 1))
+                            floor_div(e->ts, pane_ms) <
+                                floor_div(q, pane_ms) - (ws->w[w].npanes - 1))
                             continue;
                     }
                     if (e->score < 0) {

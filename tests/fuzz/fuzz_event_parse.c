@@ -184,8 +184,7 @@ static bool str_equal(nps_str a, nps_str b)
 static bool core_equal(const nps_event *a, const nps_event *b)
 {
     return a->has_ts == b->has_ts && (!a->has_ts || a->ts_ms == b->ts_ms) && a->sent == b->sent &&
-           a->score == b->score && a->has_value == b->has_value &&
-           a->value_cents == b->value_cents;
+           a->score == b->score && a->has_value == b->has_value && a->value_cents == b->value_cents;
 }
 
 static bool events_equal(const nps_event *a, const nps_event *b, int ndims)
