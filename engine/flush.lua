@@ -85,7 +85,7 @@ if #parts > 0 then
     end
 end
 
--- Deltas per (segment, window): acc[wi][seg] = {12 counts}, with the
+-- Deltas per (segment, window): acc[wi][seg] = {NF counts}, with the
 -- segments of each window in first-touched order.
 local acc, order = {}, {}
 local function add(seg, wi, counts, sign)
