@@ -41,14 +41,19 @@ void BM_parse_only(benchmark::State &state)
 }
 BENCHMARK(BM_parse_only)->Arg(1200)->Arg(10);
 
+// themes: the pipeline's default comment themes (24h and 7d) on, as
+// `npstream run --brokers` has them; the corpus's responses all carry a
+// comment, so this is their worst case.
 // merge: false = only the worker's work is timed (the delta is handed back
 // every 4096 events outside the timing, as the merger thread would);
 // true = the merge runs inside the timed loop on the same core.
-void run_aggregate(benchmark::State &state, bool merge)
+void run_aggregate(benchmark::State &state, bool merge, bool themes = false)
 {
     nps_config config;
     npsbench::make_config(&config);
     nps_error err;
+    if (themes && nps_windows_set_themes(&config.windows, "24h,7d", false, &err) != NPS_OK)
+        abort();
     nps_shard *shard = nps_shard_new(&config, &err);
     nps_state *merged = nps_state_new(&config, &err);
     nps_shard_set_now(shard, kNow);
@@ -87,6 +92,18 @@ void BM_parse_aggregate_merge(benchmark::State &state)
     run_aggregate(state, true);
 }
 BENCHMARK(BM_parse_aggregate_merge)->Arg(1200)->Arg(10);
+
+void BM_parse_aggregate_themes(benchmark::State &state)
+{
+    run_aggregate(state, false, true);
+}
+BENCHMARK(BM_parse_aggregate_themes)->Arg(1200)->Arg(10);
+
+void BM_parse_aggregate_merge_themes(benchmark::State &state)
+{
+    run_aggregate(state, true, true);
+}
+BENCHMARK(BM_parse_aggregate_merge_themes)->Arg(1200)->Arg(10);
 
 } // namespace
 

@@ -54,6 +54,11 @@ static const setting settings[] = {
      "BUCKET:SPAN,...",
      "per-segment NPS series published to Redis (PREFIX:trend:VIEW:SEGMENT:BUCKET), e.g. hourly "
      "for 7 days; empty: none"},
+    {"themes", T_STRING, FIELD(themes_spec), "24h,7d", NPS_CMD_RUN | NPS_CMD_DEMO, 0, 0,
+     "WINDOW,...",
+     "keep the top terms of comments per segment and score class for these windows "
+     "(PREFIX:themes:VIEW:SEGMENT:WINDOW:CLASS); empty: off (the default keeps those of 24h "
+     "and 7d that --windows has)"},
     {"max-segments", T_UINT32, FIELD(max_segments), "100000", NPS_CMD_CORE, 1, UINT32_MAX / 4, "N",
      "segments per view; events of further segments count in `~overflow`"},
     {"max-skew", T_DURATION, FIELD(max_skew_ms), "5m", NPS_CMD_CORE, 0, 0, "DURATION",
@@ -158,8 +163,9 @@ static const setting settings[] = {
      "share of messages that re-send one of the last 64 responses as is (same id and key), "
      "as a retrying producer would"},
     {"drop", T_STRING, FIELD(drop), "", NPS_CMD_GEN, 0, 0, "DIM=VALUE",
-     "events of that segment from the last 5 minutes lean to detractors, so its recent NPS "
-     "drops (e.g. channel=sms, for alerts); empty: none"},
+     "events of that segment from the last 5 minutes lean to detractors who all say \"the app "
+     "keeps crashing after the update\", so its recent NPS drops (e.g. channel=sms, for alerts "
+     "and themes); empty: none"},
     {"output", T_STRING, FIELD(output), "-", NPS_CMD_GEN, 0, 0, "FILE",
      "where generated JSON lines go; - is standard output"},
 };
@@ -437,8 +443,8 @@ static const char *env_lookup(char **envp, const char *name)
     return NULL;
 }
 
-/* Trends join the windows only where they are published (run with
- * --brokers); alerts must name windows; benchmarks must name a
+/* Trends and themes join the windows only where they are published (run
+ * with --brokers); alerts must name windows; benchmarks must name a
  * dimension of some view. */
 static nps_status check_insights(nps_config *config, nps_error *err)
 {
@@ -446,6 +452,12 @@ static nps_status check_insights(nps_config *config, nps_error *err)
     if (config->brokers[0] &&
         nps_windows_add_trends(&config->windows, config->trends_spec, &inner) != NPS_OK) {
         nps_error_set(err, "trends: %s", inner.msg);
+        return NPS_ERR_INVALID;
+    }
+    if (config->brokers[0] &&
+        nps_windows_set_themes(&config->windows, config->themes_spec,
+                               strcmp(config->themes_spec, "24h,7d") == 0, &inner) != NPS_OK) {
+        nps_error_set(err, "%s (windows: %s)", inner.msg, config->windows_spec);
         return NPS_ERR_INVALID;
     }
     /* The default pair needs the default windows; with others it is off. */

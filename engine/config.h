@@ -26,6 +26,7 @@ typedef struct nps_config {
     nps_windows windows;
     char windows_spec[256];
     char trends_spec[128];    /* trends published by the pipeline (windows.w[].trend) */
+    char themes_spec[128];    /* windows with comment themes (windows.w[].themes) */
     uint32_t max_segments;    /* per view; past it `~overflow` */
     int64_t max_skew_ms;      /* events further ahead are invalid (future) */
     uint64_t max_event_bytes; /* larger messages are invalid (too_large) */

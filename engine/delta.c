@@ -48,6 +48,8 @@ static void view_free(nps_delta_view *dv)
     free(dv->segments);
     free(dv->cells);
     free(dv->arena);
+    free(dv->theme_slots);
+    free(dv->theme_cells);
 }
 
 nps_delta *nps_delta_new(int nviews, nps_error *err)
@@ -77,6 +79,7 @@ void nps_delta_destroy(nps_delta *delta)
     free(delta->partitions);
     free(delta->detractors);
     free(delta->dedup_records);
+    nps_term_dict_free(&delta->terms);
     free(delta);
 }
 
@@ -88,7 +91,9 @@ void nps_delta_clear(nps_delta *delta)
             memset(dv->segment_slots, 0, ((size_t)dv->segment_slots_mask + 1) * sizeof(uint32_t));
         if (dv->ncells)
             memset(dv->cell_slots, 0, ((size_t)dv->cell_slots_mask + 1) * sizeof(uint32_t));
-        dv->nsegments = dv->ncells = dv->arena_len = 0;
+        if (dv->ntheme_cells)
+            memset(dv->theme_slots, 0, ((size_t)dv->theme_slots_mask + 1) * sizeof(uint32_t));
+        dv->nsegments = dv->ncells = dv->arena_len = dv->ntheme_cells = 0;
         dv->overflow_segment = NPS_SEGMENT_NONE;
     }
     delta->messages = delta->counted = delta->late = delta->overflowed = 0;
@@ -98,6 +103,7 @@ void nps_delta_clear(nps_delta *delta)
     delta->oldest_source_ms = 0;
     delta->detractors_len = 0;
     delta->ndetractors = 0;
+    nps_term_dict_clear(&delta->terms);
     memset(delta->invalid, 0, sizeof(delta->invalid));
 }
 
@@ -260,7 +266,7 @@ static inline uint64_t cell_key_hash(uint32_t segment, int64_t pane)
 
 static uint64_t cell_hash(const nps_delta_view *dv, uint32_t i)
 {
-    return cell_key_hash(dv->cells[i].segment, dv->cells[i].pane);
+    return cell_key_hash(dv->cells[i].key.segment, dv->cells[i].key.pane);
 }
 
 static uint32_t tuple_len_of(const nps_view *view, const nps_str *dims)
@@ -299,6 +305,8 @@ static uint32_t add_segment(nps_delta_view *dv, uint64_t hash, bool overflow)
         .overflow = overflow,
         .memo_pane = NPS_PANE_LATE,
         .memo_cell = UINT32_MAX,
+        .memo_theme_pane = NPS_PANE_LATE,
+        .memo_theme_cell = UINT32_MAX,
     };
     return index;
 }
@@ -361,25 +369,38 @@ uint32_t nps_delta_segment_for(nps_delta *delta, const nps_views *views, int vie
     return index;
 }
 
+/* Probe a (segment, pane) table whose records, `size` bytes each, begin
+ * as nps_cell_key: the record's slot, or the empty slot where it goes. */
+static uint32_t *probe_cell(uint32_t *slots, uint32_t mask, const void *records, size_t size,
+                            uint32_t segment, int64_t pane)
+{
+    uint32_t at = (uint32_t)cell_key_hash(segment, pane) & mask;
+    for (; slots[at] != 0; at = (at + 1) & mask) {
+        const nps_cell_key *key =
+            (const nps_cell_key *)((const char *)records + (size_t)(slots[at] - 1) * size);
+        if (key->segment == segment && key->pane == pane)
+            break;
+    }
+    return &slots[at];
+}
+
 nps_cell *nps_delta_cell_for(nps_delta *delta, int view, uint32_t segment, int64_t pane)
 {
     nps_delta_view *dv = &delta->views[view];
     nps_delta_segment *seg = &dv->segments[segment];
     if (seg->memo_pane == pane && seg->memo_cell != UINT32_MAX)
         return &dv->cells[seg->memo_cell];
-    uint32_t at = (uint32_t)cell_key_hash(segment, pane) & dv->cell_slots_mask;
-    uint32_t slot;
-    for (; (slot = dv->cell_slots[at]) != 0; at = (at + 1) & dv->cell_slots_mask) {
-        nps_cell *cell = &dv->cells[slot - 1];
-        if (cell->segment == segment && cell->pane == pane)
-            goto found;
-    }
+    uint32_t *at =
+        probe_cell(dv->cell_slots, dv->cell_slots_mask, dv->cells, sizeof(nps_cell), segment, pane);
+    uint32_t slot = *at;
+    if (slot)
+        goto found;
     if (dv->ncells == dv->cells_cap &&
         !grow_array((void **)&dv->cells, &dv->cells_cap, sizeof(nps_cell), INITIAL_SLOTS / 2))
         return NULL;
     slot = ++dv->ncells;
-    dv->cells[slot - 1] = (nps_cell){.pane = pane, .segment = segment};
-    dv->cell_slots[at] = slot;
+    dv->cells[slot - 1] = (nps_cell){.key = {.pane = pane, .segment = segment}};
+    *at = slot;
     if (dv->ncells * 2 > dv->cell_slots_mask &&
         !rehash(&dv->cell_slots, &dv->cell_slots_mask, dv->ncells, cell_hash, dv))
         return NULL;
@@ -387,6 +408,46 @@ found:
     seg->memo_pane = pane;
     seg->memo_cell = slot - 1;
     return &dv->cells[slot - 1];
+}
+
+static uint64_t theme_cell_hash(const nps_delta_view *dv, uint32_t i)
+{
+    return cell_key_hash(dv->theme_cells[i].key.segment, dv->theme_cells[i].key.pane);
+}
+
+nps_theme_cell *nps_delta_theme_cell_for(nps_delta *delta, int view, uint32_t segment, int64_t pane)
+{
+    nps_delta_view *dv = &delta->views[view];
+    nps_delta_segment *seg = &dv->segments[segment];
+    if (seg->memo_theme_pane == pane && seg->memo_theme_cell != UINT32_MAX)
+        return &dv->theme_cells[seg->memo_theme_cell];
+    if (!dv->theme_slots) { /* the first comment of this delta's life: cold */
+        dv->theme_slots = calloc(64, sizeof(uint32_t));
+        if (!dv->theme_slots)
+            return NULL;
+        dv->theme_slots_mask = 63;
+    }
+    uint32_t *at = probe_cell(dv->theme_slots, dv->theme_slots_mask, dv->theme_cells,
+                              sizeof(nps_theme_cell), segment, pane);
+    uint32_t slot = *at;
+    if (slot)
+        goto found;
+    if (dv->ntheme_cells == dv->theme_cells_cap &&
+        !grow_array((void **)&dv->theme_cells, &dv->theme_cells_cap, sizeof(nps_theme_cell), 32))
+        return NULL;
+    slot = ++dv->ntheme_cells;
+    nps_theme_cell *fresh = &dv->theme_cells[slot - 1];
+    fresh->key = (nps_cell_key){.pane = pane, .segment = segment};
+    for (int k = 0; k < NPS_CLASSES; k++)
+        nps_theme_sketch_clear(&fresh->by_class[k]);
+    *at = slot;
+    if (dv->ntheme_cells * 2 > dv->theme_slots_mask &&
+        !rehash(&dv->theme_slots, &dv->theme_slots_mask, dv->ntheme_cells, theme_cell_hash, dv))
+        return NULL;
+found:
+    seg->memo_theme_pane = pane;
+    seg->memo_theme_cell = slot - 1;
+    return &dv->theme_cells[slot - 1];
 }
 
 void nps_delta_segment_values(const nps_delta *delta, const nps_views *views, int view,

@@ -22,15 +22,22 @@
 
 #include "event_parse.h"
 #include "npstream/nps.h"
+#include "themes.h"
 #include "view.h"
 #include "window.h"
 
 #define NPS_SEGMENT_NONE UINT32_MAX
 
-/* One (segment, delta pane) of one view: 88 bytes. */
-typedef struct nps_cell {
-    int64_t pane; /* delta pane start (ms), or NPS_PANE_LATE */
+/* The key of a cell: a segment and a pane start (ms). */
+typedef struct nps_cell_key {
+    int64_t pane;
     uint32_t segment;
+} nps_cell_key;
+
+/* One (segment, delta pane) of one view: 88 bytes. The pane is the delta
+ * pane's start (ms), or NPS_PANE_LATE. */
+typedef struct nps_cell {
+    nps_cell_key key;
     uint32_t sent;
     uint32_t h[NPS_BUCKETS];
     uint64_t value[NPS_CLASSES]; /* cents, by score class */
@@ -43,7 +50,16 @@ typedef struct nps_delta_segment {
     bool overflow;      /* the view's `~overflow` segment */
     uint32_t memo_cell; /* last cell used: most events hit the same pane */
     int64_t memo_pane;
+    uint32_t memo_theme_cell; /* the same for the theme cells */
+    int64_t memo_theme_pane;
 } nps_delta_segment;
+
+/* The comment terms of one (segment, theme pane) of one view, by class:
+ * the theme pane is the event time floored to nps_windows.theme_grain_ms. */
+typedef struct nps_theme_cell {
+    nps_cell_key key; /* the pane: the theme pane's start (ms) */
+    nps_theme_sketch by_class[NPS_CLASSES];
+} nps_theme_cell;
 
 typedef struct nps_delta_view {
     uint32_t *segment_slots; /* index + 1 into segments; 0 = empty */
@@ -57,6 +73,10 @@ typedef struct nps_delta_view {
     char *arena;
     uint32_t arena_len, arena_cap;
     uint32_t overflow_segment; /* NPS_SEGMENT_NONE until used */
+    uint32_t *theme_slots;     /* index + 1 into theme_cells; NULL until themes are counted */
+    uint32_t theme_slots_mask;
+    nps_theme_cell *theme_cells;
+    uint32_t ntheme_cells, theme_cells_cap;
 } nps_delta_view;
 
 /* Where a worker's consumption of one Kafka partition stands: the offset
@@ -97,6 +117,7 @@ typedef struct nps_delta {
     char *detractors;
     size_t detractors_len, detractors_cap;
     uint32_t ndetractors;
+    nps_term_dict terms; /* the text of every term in the theme cells */
 } nps_delta;
 
 nps_delta *nps_delta_new(int nviews, nps_error *err);
@@ -126,6 +147,11 @@ uint32_t nps_delta_segment_for(nps_delta *delta, const nps_views *views, int vie
 /* @locality owner. The cell of (segment, pane), found or added; NULL only
  * when memory runs out. */
 nps_cell *nps_delta_cell_for(nps_delta *delta, int view, uint32_t segment, int64_t pane);
+
+/* @locality owner. The theme cell of (segment, theme pane), found or
+ * added; NULL only when memory runs out. */
+nps_theme_cell *nps_delta_theme_cell_for(nps_delta *delta, int view, uint32_t segment,
+                                         int64_t pane);
 
 /* @locality owner. Append one detractor response: id, score, ts, every
  * dimension of the views, value and comment when present, and where it

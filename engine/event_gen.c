@@ -35,7 +35,7 @@ static const char *const comments[3][6] = {
     {"ok but delivery was slow", "app is fine", "checkout could be simpler", "decent prices",
      "support was ok", "hard to find \\\"help\\\""},
     {"slow delivery and rude courier", "the app keeps crashing", "too expensive",
-     "support never answered", "checkout crashed twice", "late delivery, damaged box"},
+     "support never answered", "checkout keeps crashing", "late delivery, damaged box"},
 };
 static const char *const invalid_messages[] = {
     "{\"id\":\"bad\",\"score\":11,\"survey\":\"checkout\"}",
@@ -143,9 +143,10 @@ size_t nps_gen_next(nps_gen *gen, char *out, size_t out_size, char *key, size_t 
     char region_name[16];
     snprintf(region_name, sizeof(region_name), "R%02u", region);
     const char *values[] = {surveys[survey], channels[channel], age_bands[age], region_name};
-    if (gen->drop_dim >= 0 && strcmp(values[gen->drop_dim], gen->drop_value) == 0 &&
-        ts > gen->opt.now_ms - 5 * 60 * 1000)
-        score = (int)(nps_gen_random(gen) % 7); /* recent: detractors */
+    bool dropping = gen->drop_dim >= 0 && strcmp(values[gen->drop_dim], gen->drop_value) == 0 &&
+                    ts > gen->opt.now_ms - 5 * 60 * 1000;
+    if (dropping)
+        score = (int)(nps_gen_random(gen) % 7); /* recent: detractors, with a theme */
     bool sent = uniform(gen) < gen->opt.sent_share;
     if (sent) {
         n = snprintf(out, out_size,
@@ -153,13 +154,15 @@ size_t nps_gen_next(nps_gen *gen, char *out, size_t out_size, char *key, size_t 
                      "\"channel\":\"%s\",\"region\":\"R%02u\",\"age_band\":\"%s\"}",
                      key, ts, surveys[survey], channels[channel], region, age_bands[age]);
     } else {
-        n = snprintf(out, out_size,
-                     "{\"id\":\"%s\",\"ts\":%" PRId64 ",\"score\":%d,\"survey\":\"%s\","
-                     "\"channel\":\"%s\",\"region\":\"R%02u\",\"age_band\":\"%s\","
-                     "\"type\":\"response\",\"value\":%u.%u,\"comment\":\"%s\"}",
-                     key, ts, score, surveys[survey], channels[channel], region, age_bands[age],
-                     (unsigned)(nps_gen_random(gen) % 5000), (unsigned)(nps_gen_random(gen) % 10),
-                     comments[nps_score_class(score)][nps_gen_random(gen) % COUNT(comments[0])]);
+        n = snprintf(
+            out, out_size,
+            "{\"id\":\"%s\",\"ts\":%" PRId64 ",\"score\":%d,\"survey\":\"%s\","
+            "\"channel\":\"%s\",\"region\":\"R%02u\",\"age_band\":\"%s\","
+            "\"type\":\"response\",\"value\":%u.%u,\"comment\":\"%s\"}",
+            key, ts, score, surveys[survey], channels[channel], region, age_bands[age],
+            (unsigned)(nps_gen_random(gen) % 5000), (unsigned)(nps_gen_random(gen) % 10),
+            dropping ? "the app keeps crashing after the update"
+                     : comments[nps_score_class(score)][nps_gen_random(gen) % COUNT(comments[0])]);
         /* a response a later duplicate may repeat */
         if (n > 0 && (size_t)n < out_size && (size_t)n < sizeof(gen->recent[0])) {
             size_t slot = gen->nrecent++ % RECENT;

@@ -24,7 +24,8 @@ typedef struct nps_gen_options {
     double sent_share;      /* share of invitations (type sent); 0 means the default 1/8 */
     double duplicate_share; /* share of messages that re-send a recent response as is */
     /* "dim=value": that segment's events of the last 5 minutes lean to
-     * detractors, so its recent NPS drops (alerts); empty: none */
+     * detractors who all complain of one thing, so its recent NPS drops
+     * (alerts) with a theme; empty: none */
     char drop[96];
 } nps_gen_options;
 

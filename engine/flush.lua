@@ -7,17 +7,20 @@
 --
 -- ARGV: 1 prefix, 2 group, 3 topic, 4 unit, 5 view, 6 the view's dimensions
 -- (comma-separated), 7 now (epoch ms), 8 flush id, 9 windows
--- "name:size_ms:pane_ms:panes:kind;..." (kind w: a window, t: a trend;
--- total has 0:0:0:w), 10 fences "partition:begin:end;..." (begin -1: no
--- fence yet), 11 alerts "window:baseline:z:min_responses;...", 12 the
--- view's benchmarks "dim=value<TAB>nps<LF>..." (value percent-encoded as in
--- segments), 13 the detractor stream's MAXLEN, 14 D: the number of
--- detractor arguments that follow (per entry its field count, then its
--- names and values), then pairs (segment, entries). entries is binary:
--- per (window,
--- pane) one record "<Bi8" window index (0-based), pane index, then 15
--- little-endian int64: h0..h10, sent, and the value in cents of
--- promoters, passives and detractors.
+-- "name:size_ms:pane_ms:panes:kind;..." (kind w: a window, h: a window
+-- that keeps comment themes, t: a trend; total has 0:0:0:w), 10 fences
+-- "partition:begin:end;..." (begin -1: no fence yet), 11 alerts
+-- "window:baseline:z:min_responses;...", 12 the view's benchmarks
+-- "dim=value<TAB>nps<LF>..." (value percent-encoded as in segments), 13 the
+-- detractor stream's MAXLEN, 14 D: the number of detractor arguments that
+-- follow (per entry its field count, then its names and values), then
+-- pairs (segment, entries). entries is binary: per (window, pane) one
+-- record "<Bi8" window index (0-based), pane index, then 15 little-endian
+-- int64: h0..h10, sent, and the value in cents of promoters, passives and
+-- detractors; then, for a window that keeps themes, per (pane, class)
+-- "<BBi8BBB" 255, window index, pane index, class (0 promoters, 1
+-- passives, 2 detractors), the sketch's capacity, n, and n times "<I4B"
+-- count, length, then the term's bytes.
 --
 -- Returns {"ok", segments, expired panes}, {"applied"} when every fence
 -- already equals its end (a retry of a unit whose reply was lost), or
@@ -60,7 +63,40 @@ local windows = {}
 for name, size, pane, npanes, kind in
     string.gmatch(ARGV[9], '([^:;]+):(%d+):(%d+):(%d+):(%a)') do
     windows[#windows + 1] = {name = name, size = tonumber(size), pane = tonumber(pane),
-                             npanes = tonumber(npanes), trend = kind == 't'}
+                             npanes = tonumber(npanes), trend = kind == 't',
+                             themes = kind == 'h'}
+end
+
+-- Themes: zdiff[key][term] is the change of a term's count in the
+-- window's sorted set PREFIX:themes:VIEW:SEGMENT:WINDOW:CLASS, from the
+-- panes that left the window and the new terms; applied in step 5b.
+local CLASSES = {'promoters', 'passives', 'detractors'}
+local zdiff, zorder = {}, {}
+local function zchange(seg, w, class, term, by)
+    local key = prefix .. ':themes:' .. view .. ':' .. seg .. ':' .. w.name .. ':' .. CLASSES[class + 1]
+    local d = zdiff[key]
+    if not d then
+        d = {terms = {}, order = {}, w = w}
+        zdiff[key] = d
+        zorder[#zorder + 1] = key
+    end
+    if not d.terms[term] then
+        d.terms[term] = 0
+        d.order[#d.order + 1] = term
+    end
+    d.terms[term] = d.terms[term] + by
+end
+
+-- A theme pane's field "SEGMENT<TAB>CLASS" holds "term count term count..."
+local function theme_pane_key(w, idx)
+    return prefix .. ':tpane:' .. unit .. ':' .. w.name .. ':' .. string.format('%d', idx)
+end
+local function parse_terms(text)
+    local t = {}
+    if text then
+        for term, count in string.gmatch(text, '(%S+) (%d+)') do t[term] = tonumber(count) end
+    end
+    return t
 end
 
 -- 1. Fences: every partition of the flush must stand where it began.
@@ -147,6 +183,17 @@ if #finite > 0 then
                 end
                 redis.call('DEL', pkey)
                 expired = expired + 1
+                if w.themes then
+                    local tkey = theme_pane_key(w, tonumber(idx))
+                    local tv = redis.call('HGETALL', tkey)
+                    for j = 1, #tv, 2 do
+                        local seg, class = string.match(tv[j], '^(.*)\t(%d)$')
+                        for term, count in pairs(parse_terms(tv[j + 1])) do
+                            zchange(seg, w, tonumber(class), term, -count)
+                        end
+                    end
+                    redis.call('DEL', tkey)
+                end
             end
             if #gone > 0 then
                 redis.call('ZREMRANGEBYSCORE', zkey, '-inf', '(' .. string.format('%d', l))
@@ -157,6 +204,39 @@ if #finite > 0 then
         low[wi] = l
     end
     if #moved > 0 then redis.call('HSET', lowkey, unpack(moved)) end
+end
+
+-- t[k], a new table there when there is none.
+local function child(t, k)
+    local c = t[k]
+    if not c then
+        c = {}
+        t[k] = c
+    end
+    return c
+end
+
+-- New theme sketches, grouped by pane: tpanes[wi][idx] = {fields, sketches}.
+local tpanes = {}
+local function theme_record(seg, data, pos)
+    local _, w1, idx, class, cap, n, nextpos = struct.unpack('<BBi8BBB', data, pos)
+    pos = nextpos
+    local terms = {}
+    for _ = 1, n do
+        local count, term
+        count, term, pos = struct.unpack('<I4Bc0', data, pos)
+        terms[#terms + 1] = {term, count}
+    end
+    local wi = w1 + 1
+    if idx >= low[wi] then
+        local p = child(child(tpanes, wi), idx)
+        if not p.fields then
+            p.fields, p.sketches, p.cap = {}, {}, cap
+        end
+        p.fields[#p.fields + 1] = seg .. '\t' .. class
+        p.sketches[#p.sketches + 1] = {seg = seg, class = class, terms = terms}
+    end
+    return pos
 end
 
 -- 3. The new deltas: into their panes (kept for expiry) and the totals;
@@ -172,6 +252,9 @@ for i = FIRST_PAIR, #ARGV - 1, 2 do
     segments[#segments + 1] = seg
     local pos = 1
     while pos <= #data do
+        if string.byte(data, pos) == 255 then
+            pos = theme_record(seg, data, pos)
+        else
         local w1, idx, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15,
               nextpos = struct.unpack(ENTRY, data, pos)
         pos = nextpos
@@ -197,15 +280,9 @@ for i = FIRST_PAIR, #ARGV - 1, 2 do
         elseif w.size == 0 or idx >= low[wi] then
             local counts = {c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15}
             if w.size > 0 then
-                local byidx = panes[wi]
-                if not byidx then
-                    byidx = {}
-                    panes[wi] = byidx
-                end
-                local p = byidx[idx]
-                if not p then
-                    p = {segs = {}, vals = {}}
-                    byidx[idx] = p
+                local p = child(child(panes, wi), idx)
+                if not p.segs then
+                    p.segs, p.vals = {}, {}
                 end
                 p.segs[#p.segs + 1] = seg
                 -- a copy: add() may keep `counts` as the running sum
@@ -216,6 +293,7 @@ for i = FIRST_PAIR, #ARGV - 1, 2 do
         end
         -- else the pane already left this window: the event counts in the
         -- larger windows and `total` only.
+        end
     end
 end
 
@@ -240,6 +318,46 @@ for wi, byidx in pairs(panes) do
         zadd[#zadd + 1] = string.format('%d', idx)
     end
     chunked('ZADD', prefix .. ':panes:' .. unit .. ':' .. w.name, zadd, 2)
+end
+
+-- 3b. Theme panes: each (segment, class) of a pane keeps at most `cap`
+-- terms, the largest after adding the new counts (ties: the smaller term);
+-- what changes moves the window's sorted set by the same amount, so the
+-- set is always the sum of the window's theme panes.
+local function by_count(a, b)
+    if a[2] ~= b[2] then return a[2] > b[2] end
+    return a[1] < b[1]
+end
+for wi, byidx in pairs(tpanes) do
+    local w = windows[wi]
+    for idx, p in pairs(byidx) do
+        local tkey = theme_pane_key(w, idx)
+        local old = chunked('HMGET', tkey, p.fields, 1)
+        local args = {}
+        for k, sk in ipairs(p.sketches) do
+            local was = parse_terms(old[k])
+            local sum, list = {}, {}
+            for term, count in pairs(was) do sum[term] = count end
+            for _, tc in ipairs(sk.terms) do sum[tc[1]] = (sum[tc[1]] or 0) + tc[2] end
+            for term, count in pairs(sum) do list[#list + 1] = {term, count} end
+            table.sort(list, by_count)
+            local keep, text = {}, {}
+            for j = 1, math.min(#list, p.cap) do
+                local term, count = list[j][1], list[j][2]
+                keep[term] = count
+                text[#text + 1] = term .. ' ' .. count
+                if count ~= (was[term] or 0) then
+                    zchange(sk.seg, w, sk.class, term, count - (was[term] or 0))
+                end
+            end
+            for term, count in pairs(was) do
+                if not keep[term] then zchange(sk.seg, w, sk.class, term, -count) end
+            end
+            args[#args + 1] = p.fields[k]
+            args[#args + 1] = table.concat(text, ' ')
+        end
+        chunked('HSET', tkey, args, 2)
+    end
 end
 
 -- 4. Window hashes: counts and derived fields rewritten together, so a
@@ -516,6 +634,36 @@ for wi, segs in pairs(trend_order) do
     end
 end
 
+-- 5b. Themes: each window's sorted sets take their changes; a term whose
+-- count reaches 0 leaves; an idle set expires with its window.
+local themes_changed = 0
+for _, key in ipairs(zorder) do
+    local d = zdiff[key]
+    local terms = {}
+    for _, term in ipairs(d.order) do
+        if d.terms[term] ~= 0 then terms[#terms + 1] = term end
+    end
+    if #terms > 0 then
+        local scores = redis.call('ZMSCORE', key, unpack(terms))
+        local zadd, zrem = {}, {}
+        for k, term in ipairs(terms) do
+            local v = (tonumber(scores[k]) or 0) + d.terms[term]
+            if v > 0 then
+                zadd[#zadd + 1] = string.format('%d', v)
+                zadd[#zadd + 1] = term
+            else
+                zrem[#zrem + 1] = term
+            end
+        end
+        if #zadd > 0 then
+            chunked('ZADD', key, zadd, 2)
+            redis.call('PEXPIRE', key, d.w.size + d.w.pane)
+        end
+        if #zrem > 0 then chunked('ZREM', key, zrem, 1) end
+        themes_changed = themes_changed + #terms
+    end
+end
+
 -- 6. Detractor follow-up: each detractor response once, in the unit that
 -- holds the `all` view's segment (its fences make it exactly once).
 local detractors = 0
@@ -554,7 +702,8 @@ end
 if #segments > 0 or expired > 0 then
     redis.call('XADD', prefix .. ':updates', 'MAXLEN', '~', 10000, '*', 'flush', flush_id,
                'view', view, 'unit', unit, 'segments', #segments, 'windows_touched', touched,
-               'expired_panes', expired, 'trend_buckets', trend_buckets, 'alerts', alerts_fired,
+               'expired_panes', expired, 'trend_buckets', trend_buckets,
+               'theme_terms', themes_changed, 'alerts', alerts_fired,
                'detractors', detractors, 'now_ms', stamp)
 end
 return {'ok', #segments, expired}

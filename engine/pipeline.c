@@ -892,6 +892,38 @@ static bool put_entry(unit_payload *u, int window, int64_t pane, const nps_count
     return payload_extend(u, rec, sizeof(rec));
 }
 
+/* A segment's theme sketches after its counts: per (window, pane, class)
+ * "<BBi8BBB" 255, window index, pane index, class, capacity, n, then n
+ * times "<I4B" count, length and the term's bytes. */
+static bool put_themes(pipeline *pl, int view, size_t s, unit_payload *u)
+{
+    uint32_t n;
+    const nps_state_theme *themes = nps_state_themes(pl->pending, view, s, &n);
+    const nps_term_dict *terms = nps_state_terms(pl->pending);
+    for (uint32_t i = 0; i < n; i++) {
+        const nps_state_theme *t = &themes[i];
+        unsigned char head[1 + 1 + 8 + 3];
+        head[0] = 255;
+        head[1] = (unsigned char)t->window;
+        memcpy(head + 2, &t->index, 8);
+        head[10] = (unsigned char)t->klass;
+        head[11] = NPS_THEME_CAPACITY;
+        head[12] = (unsigned char)t->sketch.n;
+        if (!payload_extend(u, head, sizeof(head)))
+            return false;
+        for (uint32_t k = 0; k < t->sketch.n; k++) {
+            nps_str text = nps_term_dict_get(terms, t->sketch.e[k].term);
+            unsigned char rec[4 + 1];
+            uint32_t count = (uint32_t)t->sketch.e[k].count;
+            memcpy(rec, &count, 4);
+            rec[4] = (unsigned char)text.len;
+            if (!payload_extend(u, rec, sizeof(rec)) || !payload_extend(u, text.ptr, text.len))
+                return false;
+        }
+    }
+    return true;
+}
+
 /* Append one segment's entries (every pane of every finite window, then
  * `total`) to its unit's payload. */
 static bool encode_segment(pipeline *pl, int view, size_t s, unit_payload *u)
@@ -911,7 +943,7 @@ static bool encode_segment(pipeline *pl, int view, size_t s, unit_payload *u)
             if (!put_entry(u, w, panes[k].index, &panes[k].counts))
                 return false;
     }
-    return put_entry(u, total_w, 0, &total);
+    return put_entry(u, total_w, 0, &total) && put_themes(pl, view, s, u);
 }
 
 /* The pending detractor entries as flush.lua's ARGV[14..]: the number of
@@ -1515,7 +1547,9 @@ static bool script_args(pipeline *pl)
         len += (size_t)snprintf(pl->windows_arg + len, sizeof(pl->windows_arg) - len,
                                 "%s%s:%" PRId64 ":%" PRId64 ":%" PRId64 ":%c", i ? ";" : "",
                                 ws->w[i].name, ws->w[i].size_ms, ws->w[i].pane_ms, ws->w[i].npanes,
-                                ws->w[i].trend ? 't' : 'w');
+                                ws->w[i].trend    ? 't'
+                                : ws->w[i].themes ? 'h'
+                                                  : 'w');
     char list[sizeof(config->benchmarks)], *save = NULL;
     snprintf(list, sizeof(list), "%s", config->alerts);
     len = 0;

@@ -25,6 +25,9 @@ struct nps_shard {
     nps_dedup *dedup;        /* the current partition's ids; NULL: off */
     nps_event event;
     uint64_t dim_hashes[NPS_MAX_DIMS];
+    nps_stop_words *stop;
+    int64_t theme_low_ts; /* older events add no themes; INT64_MAX: themes off */
+    nps_term terms[NPS_TERMS_PER_COMMENT];
 };
 
 nps_shard *nps_shard_new(const nps_config *config, nps_error *err)
@@ -38,6 +41,9 @@ nps_shard *nps_shard_new(const nps_config *config, nps_error *err)
     shard->parser = nps_event_parser_new(&config->views, config->max_event_bytes, err);
     if (!shard->parser)
         goto out_free_shard;
+    shard->stop = nps_stop_words_new(err);
+    if (!shard->stop)
+        goto out_free_deltas;
     for (int i = 0; i < 2; i++) {
         shard->deltas[i] = nps_delta_new(config->views.nviews, err);
         if (!shard->deltas[i])
@@ -50,6 +56,8 @@ nps_shard *nps_shard_new(const nps_config *config, nps_error *err)
 
 out_free_deltas:
     nps_delta_destroy(shard->deltas[0]);
+    nps_delta_destroy(shard->deltas[1]);
+    nps_stop_words_destroy(shard->stop);
     nps_event_parser_destroy(shard->parser);
 out_free_shard:
     free(shard);
@@ -62,6 +70,7 @@ void nps_shard_destroy(nps_shard *shard)
         return;
     nps_delta_destroy(shard->deltas[0]);
     nps_delta_destroy(shard->deltas[1]);
+    nps_stop_words_destroy(shard->stop);
     nps_event_parser_destroy(shard->parser);
     free(shard);
 }
@@ -73,6 +82,20 @@ void nps_shard_set_now(nps_shard *shard, int64_t now_ms)
     int64_t skew = shard->config->max_skew_ms;
     shard->future_limit_ms = now_ms > INT64_MAX - skew ? INT64_MAX : now_ms + skew;
     nps_pane_plan_init(&shard->plan, &shard->config->windows, now_ms);
+    shard->theme_low_ts = nps_windows_theme_low_ts(&shard->config->windows, now_ms);
+}
+
+/* The distinct terms of a response's comment, once per event, their text
+ * kept in the delta. Returns the count, or -1 when memory runs out. */
+static int comment_terms(nps_shard *shard, const nps_event *ev)
+{
+    size_t n = nps_comment_terms(shard->stop, ev->comment.ptr, ev->comment.len, shard->terms,
+                                 NPS_TERMS_PER_COMMENT);
+    for (size_t k = 0; k < n; k++)
+        if (!nps_term_dict_put(&shard->current->terms, shard->terms[k].hash, shard->terms[k].text,
+                               shard->terms[k].len))
+            return -1;
+    return (int)n;
 }
 
 nps_status nps_shard_add(nps_shard *shard, const char *msg, size_t len, int64_t fallback_ts_ms,
@@ -155,6 +178,15 @@ nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
             delta->duplicates++;
         return NPS_OK;
     }
+    int nterms = 0;
+    int64_t theme_pane = 0;
+    if (!ev->sent && ev->comment.len && ts >= shard->theme_low_ts) {
+        nterms = comment_terms(shard, ev);
+        if (nterms < 0)
+            return NPS_ERR_NOMEM;
+        int64_t grain = config->windows.theme_grain_ms;
+        theme_pane = nps_pane_index(ts, grain) * grain;
+    }
     for (int v = 0; v < views->nviews; v++) {
         if (unit_fences) { /* catching up after a restart: cold */
             uint64_t hash = nps_delta_segment_hash(views, v, shard->dim_hashes);
@@ -171,9 +203,17 @@ nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
             cell->sent++;
         } else {
             cell->h[ev->score]++;
-            cell->value[nps_score_class(ev->score)] += (uint64_t)ev->value_cents;
+            nps_class klass = nps_score_class(ev->score);
+            cell->value[klass] += (uint64_t)ev->value_cents;
+            if (nterms) {
+                nps_theme_cell *tc = nps_delta_theme_cell_for(delta, v, segment, theme_pane);
+                if (!tc)
+                    return NPS_ERR_NOMEM;
+                for (int k = 0; k < nterms; k++)
+                    nps_theme_sketch_add(&tc->by_class[klass], shard->terms[k].hash);
+            }
             /* view 0 is `all`: its unit appends the detractor once */
-            if (v == 0 && partition >= 0 && nps_score_class(ev->score) == NPS_DETRACTOR &&
+            if (v == 0 && partition >= 0 && klass == NPS_DETRACTOR &&
                 config->detractors_maxlen > 0 &&
                 !nps_delta_add_detractor(delta, views, ev, ts, partition, offset))
                 return NPS_ERR_NOMEM;

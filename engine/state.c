@@ -25,7 +25,9 @@ typedef struct series {
 typedef struct segment_state {
     char *name;
     uint64_t hash;
-    uint32_t bucket;  /* the segment's flush unit within its view */
+    uint32_t bucket; /* the segment's flush unit within its view */
+    nps_state_theme *themes;
+    uint32_t nthemes, themes_cap;
     series windows[]; /* config->windows.n: sized to the windows configured */
 } segment_state;
 
@@ -49,6 +51,7 @@ struct nps_state {
     size_t map_cap;
     char *name_buf;
     size_t name_cap;
+    nps_term_dict terms; /* the text of the terms in the segments' themes */
 };
 
 nps_state *nps_state_new(const nps_config *config, nps_error *err)
@@ -91,6 +94,7 @@ void nps_state_destroy(nps_state *state)
         for (size_t i = 0; i < vs->nsegments; i++) {
             for (int w = 0; w < state->config->windows.n; w++)
                 free(vs->segments[i]->windows[w].panes);
+            free(vs->segments[i]->themes);
             free(vs->segments[i]->name);
             free(vs->segments[i]);
         }
@@ -100,6 +104,7 @@ void nps_state_destroy(nps_state *state)
     }
     free(state->map);
     free(state->name_buf);
+    nps_term_dict_free(&state->terms);
     free(state);
 }
 
@@ -309,8 +314,69 @@ void nps_state_clear_counts(nps_state *state)
                 s->npanes = 0;
                 memset(&s->total, 0, sizeof(s->total));
             }
+            vs->segments[i]->nthemes = 0;
         }
     }
+    nps_term_dict_clear(&state->terms);
+}
+
+const nps_state_theme *nps_state_themes(const nps_state *state, int view, size_t index, uint32_t *n)
+{
+    const segment_state *seg = state->views[view].segments[index];
+    *n = seg->nthemes;
+    return seg->themes;
+}
+
+const nps_term_dict *nps_state_terms(const nps_state *state)
+{
+    return &state->terms;
+}
+
+/* Add a worker's sketch into the segment's (window, pane, class). */
+static bool theme_add(segment_state *seg, int window, int64_t index, nps_class klass,
+                      const nps_theme_sketch *sketch)
+{
+    for (uint32_t i = 0; i < seg->nthemes; i++) {
+        nps_state_theme *t = &seg->themes[i];
+        if (t->index == index && t->window == window && t->klass == klass) {
+            nps_theme_sketch_merge(&t->sketch, sketch);
+            return true;
+        }
+    }
+    if (seg->nthemes == seg->themes_cap) {
+        uint32_t cap = seg->themes_cap ? seg->themes_cap * 2 : 4;
+        nps_state_theme *bigger = realloc(seg->themes, cap * sizeof(*bigger));
+        if (!bigger)
+            return false;
+        seg->themes = bigger;
+        seg->themes_cap = cap;
+    }
+    seg->themes[seg->nthemes++] =
+        (nps_state_theme){.index = index, .window = window, .klass = klass, .sketch = *sketch};
+    return true;
+}
+
+/* A delta's theme cells of one view into the segments' theme panes. */
+static bool merge_themes(nps_state *state, const nps_delta_view *dv, view_state *vs,
+                         const int64_t *low)
+{
+    const nps_windows *windows = &state->config->windows;
+    for (uint32_t c = 0; c < dv->ntheme_cells; c++) {
+        const nps_theme_cell *cell = &dv->theme_cells[c];
+        segment_state *seg = vs->segments[state->map[cell->key.segment] & ~OVERFLOWED];
+        for (int w = 0; w < windows->n; w++) {
+            if (!windows->w[w].themes)
+                continue;
+            int64_t index = nps_pane_index(cell->key.pane, windows->w[w].pane_ms);
+            if (index < low[w])
+                continue; /* already outside this window */
+            for (int k = 0; k < NPS_CLASSES; k++)
+                if (cell->by_class[k].n &&
+                    !theme_add(seg, w, index, (nps_class)k, &cell->by_class[k]))
+                    return false;
+        }
+    }
+    return true;
 }
 
 nps_status nps_state_merge(nps_state *state, const nps_delta *delta, int64_t now_ms, nps_error *err)
@@ -362,7 +428,7 @@ nps_status nps_state_merge(nps_state *state, const nps_delta *delta, int64_t now
         }
         for (uint32_t c = 0; c < dv->ncells; c++) {
             const nps_cell *cell = &dv->cells[c];
-            uint32_t mapped = state->map[cell->segment];
+            uint32_t mapped = state->map[cell->key.segment];
             if (mapped & OVERFLOWED) {
                 uint64_t events = cell->sent;
                 for (int b = 0; b < NPS_BUCKETS; b++)
@@ -383,16 +449,20 @@ nps_status nps_state_merge(nps_state *state, const nps_delta *delta, int64_t now
                     nps_counts_add(&s->total, &counts);
                     continue;
                 }
-                if (cell->pane == NPS_PANE_LATE)
+                if (cell->key.pane == NPS_PANE_LATE)
                     continue;
-                int64_t index = nps_pane_index(cell->pane, windows->w[w].pane_ms);
+                int64_t index = nps_pane_index(cell->key.pane, windows->w[w].pane_ms);
                 if (index < low[w])
                     continue; /* already outside this window */
                 if (!series_add(s, index, &counts, &st->panes))
                     goto out_nomem;
             }
         }
+        if (dv->ntheme_cells && !merge_themes(state, dv, vs, low))
+            goto out_nomem;
     }
+    if (delta->terms.n && !nps_term_dict_merge(&state->terms, &delta->terms))
+        goto out_nomem;
     return NPS_OK;
 
 out_nomem:

@@ -52,6 +52,15 @@ typedef struct nps_state_pane {
     nps_counts counts;
 } nps_state_pane;
 
+/* The comment terms of one (window pane, class) of a segment, for a
+ * window that keeps themes (themes.h). */
+typedef struct nps_state_theme {
+    int64_t index; /* pane start / pane size */
+    int window;
+    nps_class klass;
+    nps_theme_sketch sketch;
+} nps_state_theme;
+
 /* Drop the panes that left their window at now_ms. */
 void nps_state_advance(nps_state *state, int64_t now_ms);
 
@@ -71,7 +80,14 @@ nps_status nps_state_merge(nps_state *state, const nps_delta *delta, int64_t now
 const nps_state_pane *nps_state_panes(const nps_state *state, int view, size_t index, int window,
                                       uint32_t *npanes, nps_counts *total);
 
-/* Zero every count and drop every pane, keeping the segments (and so the
+/* The theme sketches merged for segment `index` of `view` since the last
+ * nps_state_clear_counts, their count in *n; nps_state_terms has the text
+ * of their terms. */
+const nps_state_theme *nps_state_themes(const nps_state *state, int view, size_t index,
+                                        uint32_t *n);
+const nps_term_dict *nps_state_terms(const nps_state *state);
+
+/* Zero every count and drop every pane and theme, keeping the segments (and so the
  * cardinality bound): after a flush has published them. */
 void nps_state_clear_counts(nps_state *state);
 

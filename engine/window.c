@@ -3,6 +3,7 @@
  */
 #include "window.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "timestamp.h"
@@ -137,6 +138,47 @@ nps_status nps_windows_add_trends(nps_windows *ws, const char *spec, nps_error *
         p = comma + 1;
     }
     return NPS_OK;
+}
+
+nps_status nps_windows_set_themes(nps_windows *ws, const char *spec, bool only_present,
+                                  nps_error *err)
+{
+    char list[256];
+    if (strlen(spec) >= sizeof(list)) {
+        nps_error_set(err, "themes '%.40s...': too long", spec);
+        return NPS_ERR_INVALID;
+    }
+    snprintf(list, sizeof(list), "%s", spec);
+    ws->theme_grain_ms = 0;
+    for (int i = 0; i < ws->n; i++)
+        ws->w[i].themes = false;
+    char *save = NULL;
+    for (char *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+        int i = nps_windows_find(ws, name);
+        if (i < 0 || ws->w[i].trend || ws->w[i].size_ms == 0) {
+            if (only_present)
+                continue;
+            nps_error_set(err, "themes: '%s' is not one of the windows", name);
+            return NPS_ERR_INVALID;
+        }
+        ws->w[i].themes = true;
+        ws->theme_grain_ms =
+            ws->theme_grain_ms ? gcd(ws->theme_grain_ms, ws->w[i].pane_ms) : ws->w[i].pane_ms;
+    }
+    return NPS_OK;
+}
+
+int64_t nps_windows_theme_low_ts(const nps_windows *ws, int64_t now_ms)
+{
+    int64_t low_ts = INT64_MAX;
+    for (int i = 0; i < ws->n; i++) {
+        if (!ws->w[i].themes)
+            continue;
+        int64_t ts = nps_window_low_pane(&ws->w[i], now_ms) * ws->w[i].pane_ms;
+        if (ts < low_ts)
+            low_ts = ts;
+    }
+    return low_ts;
 }
 
 void nps_pane_plan_init(nps_pane_plan *plan, const nps_windows *ws, int64_t now_ms)

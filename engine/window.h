@@ -45,11 +45,15 @@ typedef struct nps_window {
     int64_t pane_ms; /* 0 for `total` */
     int64_t npanes;  /* NPS_PANES_PER_WINDOW for a window */
     bool trend;
+    bool themes; /* the pipeline keeps comment themes (themes.h) for this window */
 } nps_window;
 
 typedef struct nps_windows {
     int n; /* finite windows, then trends, then `total` last */
     nps_window w[NPS_MAX_WINDOWS];
+    /* Themes: the gcd of the theme windows' pane sizes (a worker keys an
+     * event's terms by this grain); 0 when no window keeps themes. */
+    int64_t theme_grain_ms;
 } nps_windows;
 
 /* Which delta pane an event falls in, for one batch's now. The windows
@@ -73,6 +77,15 @@ nps_status nps_windows_parse(nps_windows *windows, const char *spec, nps_error *
  * NPS_MAX_TREND_BUCKETS buckets) before `total`; "" adds none. */
 #define NPS_MAX_TREND_BUCKETS 1000
 nps_status nps_windows_add_trends(nps_windows *windows, const char *spec, nps_error *err);
+
+/* Keep comment themes for the windows named in "24h,7d" (finite windows
+ * of the set); "" keeps none. With `only_present`, names the set lacks are
+ * skipped instead of refused (the default list with other --windows). */
+nps_status nps_windows_set_themes(nps_windows *windows, const char *spec, bool only_present,
+                                  nps_error *err);
+
+/* The oldest event time a theme window holds at now_ms (INT64_MAX: none). */
+int64_t nps_windows_theme_low_ts(const nps_windows *windows, int64_t now_ms);
 
 /* floor(ts / pane_ms), also for negative ts. */
 static inline int64_t nps_pane_index(int64_t ts_ms, int64_t pane_ms)

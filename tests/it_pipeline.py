@@ -91,6 +91,15 @@ def tricky_messages(T):
         '{"id":12345,"ts":%d,"score":9,"channel":"numid"}' % (T - 9000),
         r'{"id":"tv18","ts":%d,"score":3,"channel":"val","value":12.5,"comment":"ok \"q\""}'
         % (T - 10000),
+        # comment themes: case, repeats, stop words, numbers, quotes, U+2019,
+        # escapes, non-ASCII words, words over 32 bytes (few new terms: the
+        # `all` segment's classes stay within the sketch's 16)
+        r'{"id":"tv20","ts":%d,"score":7,"channel":"themes","comment":"Refund REFUND refund! '
+        r'The 2024 order\u2019s \"tracking\" didn\u2019t; caf\u00e9 xx '
+        r'supercalifragilisticexpialidocious-and-more abcdefghijklmnopqrstuvwxyzabcdefgh"}'
+        % (T - 12000),
+        r'{"id":"tv21","ts":%d,"score":10,"channel":"themes","comment":"\u0027Great\u0027 '
+        r'tracking, great refund \u00e9t\u00e9"}' % (T - 13000),
         # escaped keys name the same fields
         r'{"id":"tv19","ts":%d,"sc\u006fre":7,"ch\u0061nnel":"keyesc"}' % (T - 11000),
     ]
@@ -148,9 +157,9 @@ class Scenario:
         itlib.kcat_produce(self.broker.bootstrap, self.topic, messages)
         self.produced += len(messages)
 
-    def read_back(self, now):
+    def read_back(self, now, **reference_args):
         records, ends = itlib.kcat_read_all(self.broker.bootstrap, self.topic, self.produced)
-        return itlib.Reference(VIEWS, now).add_all(records), ends
+        return itlib.Reference(VIEWS, now, **reference_args).add_all(records), ends
 
     def wait_fences(self, ends, timeout_s, engines=None):
         itlib.wait_fences(self.h.r, self.prefix, self.group, self.topic, UNITS, ends, timeout_s,
@@ -209,9 +218,12 @@ def check_insights(h, s, ref):
     dims = sorted({d for dims in VIEWS.values() for d in dims})
     d = itlib.compare_detractors(h.r, s.prefix, ref, dims)
     t = itlib.compare_trends(h.r, s.prefix, ref)
-    if not d or not t:
-        raise Failure("test data: no detractors (%d) or no trend buckets (%d)" % (d, t))
-    return "%d detractors in the stream, each once; %d trend buckets equal" % (d, t)
+    th = itlib.compare_themes(h.r, s.prefix, ref)
+    if not d or not t or not th:
+        raise Failure("test data: no detractors (%d), trend buckets (%d) or themes (%d)"
+                      % (d, t, th))
+    return ("%d detractors in the stream, each once; %d trend buckets and %d theme sets equal"
+            % (d, t, th))
 
 
 def check_benchmarks(h, s, refs):
@@ -417,12 +429,13 @@ def scenario_rebalance(h):
     s.wait_fences(ends, 60, [e1])
     e1.terminate()
     n = itlib.compare(h.r, s.prefix, ref)
+    themes = itlib.compare_themes(h.r, s.prefix, ref)
     s.close()
     return ("rebalance: %s; 2 engines in one group both published after %.1f s; pid %d "
             "SIGKILLed between the units of a flush (partitions %s left with unequal fences); "
             "the survivor fenced every partition %.1f s later (limit %.0f s); %d "
-            "(view,segment,window) hashes and 4 segment sets equal the reference"
-            % (ref.summary(), both_s, e2.pid, ",".join(uneven), takeover_s, limit, n))
+            "(view,segment,window) hashes, 4 segment sets and %d theme sets equal the reference"
+            % (ref.summary(), both_s, e2.pid, ",".join(uneven), takeover_s, limit, n, themes))
 
 
 def uneven_fences(h, s):
@@ -483,16 +496,17 @@ def scenario_redis_restart(h):
     finally:
         proxy.close()
     n = itlib.compare(h.r, s.prefix, ref)
+    themes = itlib.compare_themes(h.r, s.prefix, ref)
     s.close()
     swallowed = " ".join(x.decode() if isinstance(x, bytes) else str(x) for x in proxy.swallowed)
     resyncs = re.findall(r"(\d+) resyncs", e.log())
     return ("redis_restart: %s; redis-server SIGKILLed and restarted mid-stream "
             "(log: \"%s\"), then the reply of an applied flush unit (%s) lost and the "
-            "connection closed (%d recovery lines, %s resyncs); %d (view,segment,window) hashes "
-            "and 4 segment sets equal the reference"
+            "connection closed (%d recovery lines, %s resyncs); %d (view,segment,window) hashes, "
+            "4 segment sets and %d theme sets equal the reference"
             % (ref.summary(), re.sub(r"^\[[ \d.]+\] ", "", outage.group(0).strip())[:100],
                swallowed, recoveries,
-               resyncs[-1] if resyncs else "?", n))
+               resyncs[-1] if resyncs else "?", n, themes))
 
 
 def scenario_security(h):
@@ -731,18 +745,20 @@ def scenario_windows(h):
     T = itlib.now_ms()
     messages = itlib.gen_events(h.npstream, h.work, 12000, 55, T, 0.0)
     s.produce(messages)
-    ref, ends = s.read_back(T)
+    ref, ends = s.read_back(T, theme_windows=("5m", "24h"))
     in_5m, in_1h, total = ref.total(window="5m"), ref.total(window="1h"), ref.total()
     if not (0 < in_5m < in_1h == total):
         raise Failure("test data: want 0 < 5m < 1h = total responses, got %d %d %d"
                       % (in_5m, in_1h, total))
-    e = s.engine(workers=2, extra=["--now", T])
+    themes = ["--themes", "5m,24h"]
+    e = s.engine(workers=2, extra=["--now", T] + themes)
     s.wait_fences(ends, 60)
     e.terminate()
     n_at_t = itlib.compare(h.r, s.prefix, ref)
+    themes_at_t = itlib.compare_themes(h.r, s.prefix, ref)
 
     # Same group, no new events, a clock 200 times as fast from T.
-    e2 = s.engine(workers=2, extra=["--now", T, "--time-scale", 200])
+    e2 = s.engine(workers=2, extra=["--now", T, "--time-scale", 200] + themes)
     had_5m = [k for k, c in ref.counts.items() if k[2] == "5m" and any(c)]
 
     def five_minutes_empty():
@@ -759,6 +775,9 @@ def scenario_windows(h):
         n_5m = itlib.compare(h.r, s.prefix, empty, windows=["5m"])
         try:
             n_rest = itlib.compare(h.r, s.prefix, ref, windows=["1h", "24h", "7d", "30d", "total"])
+            # the 5m theme sets empty out (and leave), those of 24h stay
+            themes_5m = itlib.compare_themes(h.r, s.prefix, empty, windows=["5m"])
+            themes_24h = itlib.compare_themes(h.r, s.prefix, ref, windows=["24h"])
         except Failure as f:
             raise Failure("%s\n(engine clock at T+%.1f min)"
                           % (f, (engine_now(h, s) - T) / MINUTE))
@@ -773,9 +792,10 @@ def scenario_windows(h):
     s.close()
     return ("windows: %s over 20 min; at T 5m holds %d and 1h all %d responses (%d hashes equal); "
             "with no new events at T+%.1f min (clock x200) all %d 5m hashes are empty and the %d "
-            "hashes of 1h..total still equal the reference (%d panes expired)"
+            "hashes of 1h..total still equal the reference (%d panes expired); themes: %d sets "
+            "equal at T, then the 5m ones are gone (%d left) and the %d of 24h still equal"
             % (ref.summary(), in_5m, in_1h, n_at_t, (now_shown - T) / MINUTE, n_5m, n_rest,
-               expired))
+               expired, themes_at_t, themes_5m, themes_24h))
 
 
 def alert_z(ref, view, segment, window, baseline, min_n):

@@ -56,6 +56,35 @@ COUNT_FIELDS = (["h%d" % i for i in range(11)] +
 DERIVED = ("nps", "moe95", "avg")
 VALUE_FIELDS = ("value_promoters", "value_passives", "value_detractors")
 TRENDS = [("1h", 3600000, 7 * 86400000), ("1d", 86400000, 90 * 86400000)]
+THEME_WINDOWS = ("24h", "7d")  # --themes' default
+CLASS_NAMES = {12: "promoters", 13: "passives", 14: "detractors"}
+
+
+def _stop_words():
+    with open(os.path.join(HERE, "..", "engine", "stopwords.txt"), "rb") as f:
+        return {line.strip() for line in f if line.strip() and not line.startswith(b"#")}
+
+
+STOP_WORDS = _stop_words()
+
+
+def comment_terms(comment):
+    """The distinct terms of a comment, as docs/redis-schema.md ("Comment
+    themes") defines them: runs of ASCII letters, digits, ' and non-ASCII
+    bytes (U+2019 read as '), ASCII lower-cased, quotes at the ends
+    dropped; 3 to 32 bytes, not all digits, not a stop word; at most 32."""
+    raw = comment.encode("utf-8", "surrogatepass").replace(b"\xe2\x80\x99", b"'")
+    out = []
+    for word in re.findall(rb"[A-Za-z0-9'\x80-\xff]+", raw):
+        if len(out) == 32:
+            break
+        if len(word) > 32:
+            continue
+        word = word.lower().strip(b"'")
+        if len(word) < 3 or word.isdigit() or word in STOP_WORDS or word in out:
+            continue
+        out.append(word)
+    return [w.decode("utf-8", "surrogateescape") for w in out]
 
 
 class Failure(Exception):
@@ -435,12 +464,15 @@ class Reference:
     the message's Kafka timestamp (check_report reads files, where it is
     `now`)."""
 
-    def __init__(self, views, now, dedup_horizon_ms=7 * 24 * 3600 * 1000):
+    def __init__(self, views, now, dedup_horizon_ms=7 * 24 * 3600 * 1000,
+                 theme_windows=THEME_WINDOWS):
         self.views = {"all": []}
         self.views.update(views)
         self.now = now
         self.counts = {}  # (view, segment, window) -> [h0..h10, sent, value cents x3]
         self.trends = {}  # (view, segment, bucket name, bucket start ms) -> [h0..h10]
+        self.themes = {}  # (view, segment, window, class name) -> {term: comments}
+        self.theme_windows = theme_windows
         self.detractors = []  # (id, score, ts, value, comment, event) of each detractor
         self.segments = {v: set() for v in self.views}
         self.messages = self.valid = self.invalid = self.future = self.late = 0
@@ -491,6 +523,10 @@ class Reference:
                 c[bucket] += 1
                 if klass and ev["_value"]:
                     c[klass] += ev["_value"]
+                if klass and wname in self.theme_windows and ev.get("comment"):
+                    t = self.themes.setdefault((view, seg, wname, CLASS_NAMES[klass]), {})
+                    for term in comment_terms(ev["comment"]):
+                        t[term] = t.get(term, 0) + 1
             for tname, tbucket, tspan in TRENDS:
                 if klass and ts // tbucket >= self.now // tbucket - (tspan // tbucket - 1):
                     start = ts // tbucket * tbucket
@@ -733,6 +769,34 @@ def compare_trends(r, prefix, ref):
         raise Failure("%d of %d trend buckets differ from the reference; first ones:\n  %s"
                       % (len(problems), len(ref.trends), "\n  ".join(problems[:12])))
     return len(got)
+
+
+def compare_themes(r, prefix, ref, windows=None):
+    """Every PREFIX:themes:VIEW:SEGMENT:WINDOW:CLASS sorted set (of
+    `windows`, default all) against the reference's term counts (exact
+    while no (segment, class, pane) sees more distinct terms than the
+    sketch holds). Returns the number of sets."""
+    got = {}
+    head = len(prefix) + len(":themes:")
+    for k in r.scan_iter(match=prefix + ":themes:*", count=1000):
+        name = k.decode("utf-8", "surrogateescape")[head:]
+        view, rest = name.split(":", 1)
+        segment, window, klass = rest.rsplit(":", 2)
+        got[(view, segment, window, klass)] = {
+            m.decode("utf-8", "surrogateescape"): int(sc)
+            for m, sc in r.zrange(k, 0, -1, withscores=True)}
+    problems = []
+    keys = set(got) | set(ref.themes)
+    for key in sorted(k for k in keys if windows is None or k[2] in windows):
+        want, have = ref.themes.get(key, {}), got.get(key, {})
+        if want != have:
+            diff = sorted("%s %s/%s" % (t, have.get(t), want.get(t))
+                          for t in set(want) | set(have) if want.get(t) != have.get(t))
+            problems.append("%s: got/want %s" % (":".join(key), ", ".join(diff[:6])))
+    if problems:
+        raise Failure("%d of %d theme sets differ from the reference; first ones:\n  %s"
+                      % (len(problems), len(ref.themes), "\n  ".join(problems[:12])))
+    return sum(1 for k in got if windows is None or k[2] in windows)
 
 
 def fences(r, prefix, group, topic):

@@ -97,6 +97,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     add_views(&fuzz.config.views, views);
     fuzz.config.max_segments = FUZZ_MAX_SEGMENTS;
     fuzz.config.max_event_bytes = FUZZ_MAX_EVENT_BYTES;
+    /* comment themes on, as `run --brokers` has them: comments reach the
+     * term splitter and the sketches */
+    require(nps_windows_set_themes(&fuzz.config.windows, "24h,7d", false, &err) == NPS_OK);
     nps_views_init(&fuzz.meta_views);
     add_views(&fuzz.meta_views, meta_views);
     fuzz.parser = new_parser(&fuzz.config.views, FUZZ_MAX_EVENT_BYTES);
@@ -405,13 +408,13 @@ static void check_view(const nps_delta *delta, int view, uint64_t *overflowed)
     uint64_t events = 0, late = 0;
     for (uint32_t c = 0; c < dv->ncells; c++) {
         const nps_cell *cell = &dv->cells[c];
-        require(cell->segment < dv->nsegments);
+        require(cell->key.segment < dv->nsegments);
         uint64_t n = cell->sent;
         for (int b = 0; b < NPS_BUCKETS; b++)
             n += cell->h[b];
         events += n;
-        late += cell->pane == NPS_PANE_LATE ? n : 0;
-        *overflowed += cell->segment == dv->overflow_segment ? n : 0;
+        late += cell->key.pane == NPS_PANE_LATE ? n : 0;
+        *overflowed += cell->key.segment == dv->overflow_segment ? n : 0;
     }
     require(events == delta->counted);
     require(late == delta->late);
