@@ -121,24 +121,38 @@ if #parts > 0 then
     end
 end
 
--- Deltas per (segment, window): acc[wi][seg] = {NF counts}, with the
--- segments of each window in first-touched order.
+-- t[k], a new table there when there is none.
+local function child(t, k)
+    local c = t[k]
+    if not c then
+        c = {}
+        t[k] = c
+    end
+    return c
+end
+
+-- map[wi], the per-segment table of window wi, with seg appended to
+-- order[wi] (the segments of each window in first-touched order) when
+-- it is new there.
+local function per_window(map, order, wi, seg)
+    local per = child(map, wi)
+    if per[seg] == nil then
+        local o = child(order, wi)
+        o[#o + 1] = seg
+    end
+    return per
+end
+
+-- Deltas per (segment, window): acc[wi][seg] = {NF counts}.
 local acc, order = {}, {}
 local function add(seg, wi, counts, sign)
-    local per = acc[wi]
-    if not per then
-        per = {}
-        acc[wi] = per
-        order[wi] = {}
-    end
+    local per = per_window(acc, order, wi, seg)
     local a = per[seg]
     if not a then
-        per[seg] = counts
-        local o = order[wi]
-        o[#o + 1] = seg
         if sign < 0 then
             for f = 1, NF do counts[f] = -counts[f] end
         end
+        per[seg] = counts
         return
     end
     for f = 1, NF do a[f] = a[f] + sign * counts[f] end
@@ -206,16 +220,6 @@ if #finite > 0 then
     if #moved > 0 then redis.call('HSET', lowkey, unpack(moved)) end
 end
 
--- t[k], a new table there when there is none.
-local function child(t, k)
-    local c = t[k]
-    if not c then
-        c = {}
-        t[k] = c
-    end
-    return c
-end
-
 -- New theme sketches, grouped by pane: tpanes[wi][idx] = {fields, sketches}.
 local tpanes = {}
 local function theme_record(seg, data, pos)
@@ -262,20 +266,8 @@ for i = FIRST_PAIR, #ARGV - 1, 2 do
         local w = windows[wi]
         if w.trend then
             if idx >= low[wi] then
-                local per = trends[wi]
-                if not per then
-                    per = {}
-                    trends[wi] = per
-                    trend_order[wi] = {}
-                end
-                local t = per[seg]
-                if not t then
-                    t = {}
-                    per[seg] = t
-                    local o = trend_order[wi]
-                    o[#o + 1] = seg
-                end
-                t[idx] = {c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11}
+                local per = per_window(trends, trend_order, wi, seg)
+                child(per, seg)[idx] = {c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11}
             end
         elseif w.size == 0 or idx >= low[wi] then
             local counts = {c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15}
