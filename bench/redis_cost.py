@@ -41,9 +41,10 @@ moves on by one word per flush, so successive flushes mostly hit the same
 terms; a pane's stored sketch gains one term per flush (with N = 8 it is
 full, 16 terms, from the 9th flush on, and then drops one). Per S, the
 whole series (new, steady, expire) runs with themes off and on, in turn,
---repeats times (2), each on an empty Redis; it reports the medians of
-each, the ratio on/off, and the expire flush, in which the panes leaving
-24h and 7d subtract their sketches from the theme sets.
+--repeats times (3), each on an empty Redis; it reports the medians over
+the repeats (with an even count, the upper of the two middle ones), the
+ratio on/off, and the expire flush, in which the panes leaving 24h and 7d
+subtract their sketches from the theme sets.
 Usage: bench/redis_cost.py --flush [--full] [--segments S,S,...]
        [--buckets B] [--partitions P] [--flushes F] [--budget-ms MS]
        [--themes [--terms N] [--repeats R]]
@@ -337,8 +338,8 @@ def themes_rounds(r, sha, opts):
     fixed = {t: med(0, t, 1) if 0 in sizes else 0.0 for t in (0, opts.terms)}
     print(f"\nfixed cost of a flush with no segment: CPU {fixed[0]:.1f} ms off, "
           f"{fixed[opts.terms]:.1f} ms on ({opts.buckets} units)")
-    print("medians over the repeats of the main thread's CPU; ratio on/off of those medians, "
-          "[range of the ratios of each off run and the on run after it]")
+    print(f"medians over the {opts.repeats} repeats of the main thread's CPU; ratio on/off of "
+          "those medians, [range of the ratios of each off run and the on run after it]")
     print(f"{'segments':>9} {'pairs':>8} {'steady ms off':>14} {'on':>8} {'ratio':>16} "
           f"{'us/pair off':>12} {'on':>8} {'ratio':>6} {'expire ms off':>14} {'on':>8} "
           f"{'ratio':>16} {'us/theme pane':>14} {'max seg off':>12} {'on':>8}")
@@ -386,7 +387,7 @@ def main():
     parser.add_argument("--themes", action="store_true",
                         help="with --flush: themes off and on, in turn, on 24h and 7d")
     parser.add_argument("--terms", type=int, default=8, help="with --themes: terms per sketch")
-    parser.add_argument("--repeats", type=int, default=2,
+    parser.add_argument("--repeats", type=int, default=3,
                         help="with --themes: off/on series per size")
     opts = parser.parse_args()
     if opts.themes and not opts.flush:
