@@ -29,8 +29,25 @@ divided by the pairs, and from that cost it derives the largest flush that
 keeps Redis under --budget-ms (100) per second. In a steady state where each segment is touched every second,
 1/5 + 1/60 + 1/1440 + 1/10080 + 1/43200 = 0.217 of its panes leave a
 window per second; the expire flush prices them.
+
+--themes (with --flush): what comment themes cost. The windows 24h and 7d
+get kind `h`, and each segment touched carries, after its count records,
+one theme record per (window, class) for those two windows (the pane of
+its count record, the three classes), each a sketch of --terms terms (8)
+with counts 1-2, as engine/pipeline.c put_themes() encodes them. The terms
+come from a vocabulary of 48 comment words: class c of segment i takes the
+N - 1 words from (16 c + i) on, the same at every flush, and one more that
+moves on by one word per flush, so successive flushes mostly hit the same
+terms; a pane's stored sketch gains one term per flush (with N = 8 it is
+full, 16 terms, from the 9th flush on, and then drops one). Per S, the
+whole series (new, steady, expire) runs with themes off and on, in turn,
+--repeats times (3), each on an empty Redis; it reports the medians over
+the repeats (with an even count, the upper of the two middle ones), the
+ratio on/off, and the expire flush, in which the panes leaving 24h and 7d
+subtract their sketches from the theme sets.
 Usage: bench/redis_cost.py --flush [--full] [--segments S,S,...]
        [--buckets B] [--partitions P] [--flushes F] [--budget-ms MS]
+       [--themes [--terms N] [--repeats R]]
 """
 import argparse
 import os
@@ -47,9 +64,27 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = open(os.path.join(HERE, "..", "engine", "flush.lua")).read()
 WINDOWS = [("5m", 300000), ("1h", 3600000), ("24h", 86400000), ("7d", 604800000),
            ("30d", 2592000000), ("total", 0)]
-WINDOWS_ARG = ";".join(f"{n}:{s}:{s // 60}:{60 if s else 0}:w" for n, s in WINDOWS)
+THEME_WINDOWS = ("24h", "7d")
+
+
+def windows_arg(themes):
+    """ARGV[9]: kind h for the theme windows when `themes`, w otherwise."""
+    return ";".join(f"{n}:{s}:{s // 60}:{60 if s else 0}:"
+                    f"{'h' if themes and n in THEME_WINDOWS else 'w'}" for n, s in WINDOWS)
+
+
+WINDOWS_ARG = windows_arg(False)
 NF = 15  # h0..h10, sent, value cents of promoters, passives, detractors
 ENTRY = struct.Struct("<Bq" + "q" * NF)
+THEME_HEAD = struct.Struct("<BBqBBB")  # 255, window, pane, class, capacity, n
+THEME_TERM = struct.Struct("<IB")  # count, length; the term's bytes follow
+THEME_CAPACITY = 16  # NPS_THEME_CAPACITY
+VOCABULARY = [w.encode() for w in """
+    price expensive cheap support helpful friendly staff fast slow delivery late
+    shipping app crash update login password easy simple quality reliable
+    refund return waiting hours phone email chat agent manager website checkout
+    payment card discount subscription cancel billing invoice account order
+    tracking package broken missing damaged great love""".split()]
 
 
 def free_port():
@@ -67,6 +102,22 @@ def segment_entries(i, now):
         h[i % 11] = 3
         h[10] += 1
         data += ENTRY.pack(wi, pane, *h)
+    return data
+
+
+def theme_records(i, now, flush, terms):
+    """Segment i's sketches in the theme windows, one per class, at flush number `flush`."""
+    data = b""
+    for wi, (name, size) in enumerate(WINDOWS):
+        if name not in THEME_WINDOWS:
+            continue
+        for cls in range(3):
+            first = 16 * cls + i
+            words = [VOCABULARY[(first + k) % len(VOCABULARY)] for k in range(terms - 1)]
+            words.append(VOCABULARY[(first + terms - 1 + flush) % len(VOCABULARY)])
+            data += THEME_HEAD.pack(255, wi, now // (size // 60), cls, THEME_CAPACITY, terms)
+            for k, word in enumerate(words):
+                data += THEME_TERM.pack(1 + k % 2, len(word)) + word
     return data
 
 
@@ -140,8 +191,11 @@ def main_thread_cpu_s(r):
 class Flusher:
     """Sends flushes of one view cut into bucket units, as the engine does."""
 
-    def __init__(self, r, sha, buckets, partitions):
+    def __init__(self, r, sha, buckets, partitions, terms=0):
+        """terms: the terms per theme sketch; 0 sends no themes."""
         self.r, self.sha, self.buckets, self.partitions = r, sha, buckets, partitions
+        self.terms = terms
+        self.windows = windows_arg(terms > 0)
         self.fence = -1
         self.seq = 0
 
@@ -151,10 +205,13 @@ class Flusher:
         end = self.fence + 1000 if self.fence >= 0 else 1000
         fences = ";".join(f"{p}:{self.fence}:{end}" for p in range(self.partitions))
         units = [["nps", "bench", "t", f"by_seg#{b}", "by_seg", "seg", str(now),
-                  f"bench:{self.seq}", WINDOWS_ARG, fences, "", "", "0", "0"]
+                  f"bench:{self.seq}", self.windows, fences, "", "", "0", "0"]
                  for b in range(self.buckets)]
         for i in range(segments):
-            units[i % self.buckets] += [f"seg=s{i}", segment_entries(i, now)]
+            entries = segment_entries(i, now)
+            if self.terms:
+                entries += theme_records(i, now, self.seq, self.terms)
+            units[i % self.buckets] += [f"seg=s{i}", entries]
         self.r.config_resetstat()
         cpu0 = main_thread_cpu_s(self.r)
         t0 = time.perf_counter()
@@ -175,33 +232,52 @@ def median(values):
     return values[len(values) // 2]
 
 
+def flush_sizes(opts):
+    if opts.segments:
+        return [int(x) for x in opts.segments.split(",")]
+    return [0, 1000, 10000, 100000] if opts.full else [0, 1000, 10000]
+
+
+def flush_series(r, sha, opts, s, terms=0):
+    """On an empty Redis: one flush of S new segments, --flushes steady ones
+    1 s apart, and one 31 days later. Rows (round, script usec, CPU s, wall s)."""
+    r.flushall()
+    flusher = Flusher(r, sha, opts.buckets, opts.partitions, terms)
+    now = 1_800_000_000_000
+    rows = [("new", *flusher.send(s, now))]
+    for f in range(opts.flushes):
+        rows.append(("steady", *flusher.send(s, now + 1000 * (f + 1))))
+    rows.append(("expire", *flusher.send(0, now + 31 * 86400000)))
+    return rows
+
+
+def print_series(s, rows, label=""):
+    for name, usec, cpu, wall in rows:
+        n = s * len(WINDOWS) if name != "expire" else s * (len(WINDOWS) - 1)
+        per = f"{usec / n:>8.2f}" if n else f"{'-':>8}"
+        print(f"{s:>9} {label}{name:>7} {n:>8} {usec / 1000:>10.1f} {cpu * 1000:>8.1f} {per} "
+              f"{wall * 1000:>8.1f}")
+    sys.stdout.flush()
+
+
+def series_summary(rows):
+    """(steady script ms, steady CPU ms: medians; expire CPU ms)."""
+    return (median([u / 1000 for name, u, _, _ in rows if name == "steady"]),
+            median([c * 1000 for name, _, c, _ in rows if name == "steady"]),
+            rows[-1][2] * 1000)
+
+
 def flush_rounds(r, sha, opts):
-    sizes = [int(x) for x in opts.segments.split(",")] if opts.segments else (
-        [0, 1000, 10000, 100000] if opts.full else [0, 1000, 10000])
+    sizes = flush_sizes(opts)
     print(f"one view, {opts.buckets} units per flush, fences of {opts.partitions} partitions "
           f"per unit, {len(WINDOWS)} windows; Redis time per flush")
     print(f"{'segments':>9} {'flush':>7} {'pairs':>8} {'script ms':>10} {'cpu ms':>8} "
           f"{'us/pair':>8} {'wall ms':>8}")
     per_size = {}  # segments -> (steady script ms, steady CPU ms, expire CPU ms)
     for s in sizes:
-        r.flushall()
-        flusher = Flusher(r, sha, opts.buckets, opts.partitions)
-        now = 1_800_000_000_000
-        pairs = s * len(WINDOWS)
-        rows = [("new", *flusher.send(s, now))]
-        for f in range(opts.flushes):
-            rows.append(("steady", *flusher.send(s, now + 1000 * (f + 1))))
-        later = now + 31 * 86400000
-        rows.append(("expire", *flusher.send(0, later)))
-        for name, usec, cpu, wall in rows:
-            n = pairs if name != "expire" else s * (len(WINDOWS) - 1)
-            per = f"{usec / n:>8.2f}" if n else f"{'-':>8}"
-            print(f"{s:>9} {name:>7} {n:>8} {usec / 1000:>10.1f} {cpu * 1000:>8.1f} {per} "
-                  f"{wall * 1000:>8.1f}")
-        per_size[s] = (median([u / 1000 for name, u, _, _ in rows if name == "steady"]),
-                       median([c * 1000 for name, _, c, _ in rows if name == "steady"]),
-                       rows[-1][2] * 1000)
-        sys.stdout.flush()
+        rows = flush_series(r, sha, opts, s)
+        print_series(s, rows)
+        per_size[s] = series_summary(rows)
     # The fixed cost of a flush (units and fences, no segment) is the
     # 0-segment flush; the rest is divided by the pairs touched. The
     # derived figures use the main thread's CPU: the scripts' own times are
@@ -229,6 +305,75 @@ def flush_rounds(r, sha, opts):
           f"{EXPIRED_PER_SECOND:.3f} panes per segment leave a window per second")
 
 
+# Panes of one segment that leave a theme window per second (touched every
+# second): 1/1440 + 1/10080.
+THEME_EXPIRED_PER_SECOND = sum(1000 / (size // 60) for n, size in WINDOWS if n in THEME_WINDOWS)
+
+
+def span(values, fmt):
+    lo, hi = min(values), max(values)
+    return format(lo, fmt) if lo == hi else f"{lo:{fmt}}-{hi:{fmt}}"
+
+
+def themes_rounds(r, sha, opts):
+    """Themes off and on, in turn, on the same segment counts: the cost of themes."""
+    sizes = flush_sizes(opts)
+    print(f"one view, {opts.buckets} units per flush, fences of {opts.partitions} partitions "
+          f"per unit, {len(WINDOWS)} windows; themes on: {' and '.join(THEME_WINDOWS)} of kind h, "
+          f"3 classes x {opts.terms} terms per (segment, window); off and on in turn, "
+          f"{opts.repeats} times per size; Redis time per flush")
+    print(f"{'segments':>9} {'themes':>6} {'flush':>7} {'pairs':>8} {'script ms':>10} "
+          f"{'cpu ms':>8} {'us/pair':>8} {'wall ms':>8}")
+    runs = {}  # (segments, terms) -> [(steady script ms, steady CPU ms, expire CPU ms), ...]
+    for s in sizes:
+        for _ in range(opts.repeats):
+            for terms in (0, opts.terms):
+                rows = flush_series(r, sha, opts, s, terms)
+                print_series(s, rows, f"{'on' if terms else 'off':>6} ")
+                runs.setdefault((s, terms), []).append(series_summary(rows))
+
+    def med(s, terms, k):
+        return median([x[k] for x in runs[(s, terms)]])
+
+    fixed = {t: med(0, t, 1) if 0 in sizes else 0.0 for t in (0, opts.terms)}
+    print(f"\nfixed cost of a flush with no segment: CPU {fixed[0]:.1f} ms off, "
+          f"{fixed[opts.terms]:.1f} ms on ({opts.buckets} units)")
+    print(f"medians over the {opts.repeats} repeats of the main thread's CPU; ratio on/off of "
+          "those medians, [range of the ratios of each off run and the on run after it]")
+    print(f"{'segments':>9} {'pairs':>8} {'steady ms off':>14} {'on':>8} {'ratio':>16} "
+          f"{'us/pair off':>12} {'on':>8} {'ratio':>6} {'expire ms off':>14} {'on':>8} "
+          f"{'ratio':>16} {'us/theme pane':>14} {'max seg off':>12} {'on':>8}")
+    budget = opts.budget_ms
+    for s in sizes:
+        if s == 0:
+            continue
+        pairs = s * len(WINDOWS)
+        off, on = runs[(s, 0)], runs[(s, opts.terms)]
+        steady = [med(s, t, 1) for t in (0, opts.terms)]
+        expire = [med(s, t, 2) for t in (0, opts.terms)]
+        cpu_pair = [(steady[k] - fixed[t]) * 1000 / pairs for k, t in enumerate((0, opts.terms))]
+        per_expired = (expire[0] - fixed[0]) * 1000 / (s * (len(WINDOWS) - 1))
+        # What the sketches add to the expiry of one (segment, pane) of a
+        # theme window: the expire flush's difference over those panes.
+        theme_pane = (expire[1] - expire[0]) * 1000 / (s * len(THEME_WINDOWS))
+        seg_max = []
+        for k, t in enumerate((0, opts.terms)):
+            per_segment = (len(WINDOWS) * cpu_pair[k] + EXPIRED_PER_SECOND * per_expired
+                           + (THEME_EXPIRED_PER_SECOND * theme_pane if t else 0))
+            seg_max.append((budget - fixed[t]) * 1000 / per_segment)
+        steady_ratios = span([b[1] / a[1] for a, b in zip(off, on)], ".2f")
+        expire_ratios = span([b[2] / a[2] for a, b in zip(off, on)], ".2f")
+        print(f"{s:>9} {pairs:>8} {steady[0]:>14.1f} {steady[1]:>8.1f} "
+              f"{f'{steady[1] / steady[0]:.2f} [{steady_ratios}]':>16} {cpu_pair[0]:>12.2f} "
+              f"{cpu_pair[1]:>8.2f} {cpu_pair[1] / cpu_pair[0]:>6.2f} {expire[0]:>14.1f} "
+              f"{expire[1]:>8.1f} {f'{expire[1] / expire[0]:.2f} [{expire_ratios}]':>16} "
+              f"{theme_pane:>14.2f} {seg_max[0]:>12,.0f} {seg_max[1]:>8,.0f}")
+    print(f"us/pair: net of the fixed cost, per (segment, window) pair, {len(WINDOWS)} a segment; "
+          f"us/theme pane: what the sketches add to the expiry of one (segment, pane) of "
+          f"{' or '.join(THEME_WINDOWS)} (3 classes); max seg: touched per 1 s flush with Redis's "
+          f"main thread under {budget:.0f} ms of CPU per second")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("sizes", nargs="*", type=int, help="segments per unit (unit rounds)")
@@ -239,13 +384,24 @@ def main():
     parser.add_argument("--partitions", type=int, default=16)
     parser.add_argument("--flushes", type=int, default=3, help="steady flushes per size")
     parser.add_argument("--budget-ms", type=float, default=100.0)
+    parser.add_argument("--themes", action="store_true",
+                        help="with --flush: themes off and on, in turn, on 24h and 7d")
+    parser.add_argument("--terms", type=int, default=8, help="with --themes: terms per sketch")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="with --themes: off/on series per size")
     opts = parser.parse_args()
+    if opts.themes and not opts.flush:
+        parser.error("--themes needs --flush")
+    if not 1 <= opts.terms <= THEME_CAPACITY:
+        parser.error(f"--terms must be 1 to {THEME_CAPACITY}")
     server, r = start_server()
     try:
         sha = r.script_load(SCRIPT)
         version = r.info("server")["redis_version"]
         print(f"redis {version}, loopback; Redis time from INFO commandstats and INFO cpu")
-        if opts.flush:
+        if opts.themes:
+            themes_rounds(r, sha, opts)
+        elif opts.flush:
             flush_rounds(r, sha, opts)
         else:
             unit_rounds(r, sha, opts.sizes or [1000, 10000, 100000])
