@@ -72,8 +72,10 @@ end
 -- panes that left the window and the new terms; applied in step 5b.
 local CLASSES = {'promoters', 'passives', 'detractors'}
 local zdiff, zorder = {}, {}
-local function zchange(seg, w, class, term, by)
-    local key = prefix .. ':themes:' .. view .. ':' .. seg .. ':' .. w.name .. ':' .. CLASSES[class + 1]
+local function theme_key(seg, w, class)
+    return prefix .. ':themes:' .. view .. ':' .. seg .. ':' .. w.name .. ':' .. CLASSES[class + 1]
+end
+local function zchange(key, w, term, by)
     local d = zdiff[key]
     if not d then
         d = {terms = {}, order = {}, w = w}
@@ -202,8 +204,9 @@ if #finite > 0 then
                     local tv = redis.call('HGETALL', tkey)
                     for j = 1, #tv, 2 do
                         local seg, class = string.match(tv[j], '^(.*)\t(%d)$')
+                        local zkey = theme_key(seg, w, tonumber(class))
                         for term, count in pairs(parse_terms(tv[j + 1])) do
-                            zchange(seg, w, tonumber(class), term, -count)
+                            zchange(zkey, w, term, -count)
                         end
                     end
                     redis.call('DEL', tkey)
@@ -313,13 +316,9 @@ for wi, byidx in pairs(panes) do
 end
 
 -- 3b. Theme panes: each (segment, class) of a pane keeps at most `cap`
--- terms, the largest after adding the new counts (ties: the smaller term);
--- what changes moves the window's sorted set by the same amount, so the
--- set is always the sum of the window's theme panes.
-local function by_count(a, b)
-    if a[2] ~= b[2] then return a[2] > b[2] end
-    return a[1] < b[1]
-end
+-- terms, the largest after adding the new counts (ties: the smaller term
+-- stays); what changes moves the window's sorted set by the same amount,
+-- so the set is always the sum of the window's theme panes.
 for wi, byidx in pairs(tpanes) do
     local w = windows[wi]
     for idx, p in pairs(byidx) do
@@ -328,22 +327,34 @@ for wi, byidx in pairs(tpanes) do
         local args = {}
         for k, sk in ipairs(p.sketches) do
             local was = parse_terms(old[k])
-            local sum, list = {}, {}
-            for term, count in pairs(was) do sum[term] = count end
-            for _, tc in ipairs(sk.terms) do sum[tc[1]] = (sum[tc[1]] or 0) + tc[2] end
-            for term, count in pairs(sum) do list[#list + 1] = {term, count} end
-            table.sort(list, by_count)
-            local keep, text = {}, {}
-            for j = 1, math.min(#list, p.cap) do
-                local term, count = list[j][1], list[j][2]
-                keep[term] = count
-                text[#text + 1] = term .. ' ' .. count
-                if count ~= (was[term] or 0) then
-                    zchange(sk.seg, w, sk.class, term, count - (was[term] or 0))
+            local now, n = {}, 0
+            for term, count in pairs(was) do
+                now[term] = count
+                n = n + 1
+            end
+            for _, tc in ipairs(sk.terms) do
+                local c = now[tc[1]]
+                if not c then n = n + 1 end
+                now[tc[1]] = (c or 0) + tc[2]
+            end
+            while n > p.cap do -- the smallest leave (ties: the larger term)
+                local worst, least
+                for term, count in pairs(now) do
+                    if not worst or count < least or (count == least and term > worst) then
+                        worst, least = term, count
+                    end
                 end
+                now[worst] = nil
+                n = n - 1
+            end
+            local zkey, text = theme_key(sk.seg, w, sk.class), {}
+            for term, count in pairs(now) do
+                text[#text + 1] = term .. ' ' .. count
+                local by = count - (was[term] or 0)
+                if by ~= 0 then zchange(zkey, w, term, by) end
             end
             for term, count in pairs(was) do
-                if not keep[term] then zchange(sk.seg, w, sk.class, term, -count) end
+                if not now[term] then zchange(zkey, w, term, -count) end
             end
             args[#args + 1] = p.fields[k]
             args[#args + 1] = table.concat(text, ' ')
