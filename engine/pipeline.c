@@ -180,6 +180,7 @@ struct pipeline {
     char *detractors;     /* pending detractor entries (ARGV[14] form) */
     size_t detractors_len, detractors_cap;
     uint32_t ndetractors, flush_detractors;
+    int64_t flush_encode_us;         /* the outstanding flush's encoding (a debug log line) */
     nps_dedup_record *dedup_pending; /* first occurrences of ids not yet sent */
     uint32_t ndedup_pending, dedup_pending_cap;
     unit_payload *dedup_cmds; /* the outstanding flush's id writes, sent before its units */
@@ -205,6 +206,13 @@ static int64_t mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void sleep_ms(int64_t ms)
@@ -1080,6 +1088,7 @@ static void start_flush(pipeline *pl)
     for (int32_t p = 0; p < pl->table_cap; p++)
         pl->table[p].flush_end = pl->table[p].registered ? pl->table[p].end : -1;
     int64_t now = nps_clock_now_ms(pl->config);
+    int64_t encode_from_us = mono_us();
     bool ok = encode_dedup(pl, now);
     for (int u = 0; ok && u < pl->nunits; u++)
         ok = encode_header(pl, u, now, &pl->units[u]);
@@ -1096,6 +1105,7 @@ static void start_flush(pipeline *pl)
         exit(1);
     }
     nps_state_clear_counts(pl->pending);
+    pl->flush_encode_us = mono_us() - encode_from_us;
     pl->flush_oldest_ms = pl->pending_oldest_ms;
     pl->pending_oldest_ms = 0;
     pl->outstanding = true;
@@ -1203,11 +1213,12 @@ static void finish_flush(pipeline *pl, int64_t started_us)
     pl->outstanding = false;
     pl->ndedup_cmds = 0;
     atomic_fetch_add(&pl->detractors_appended, pl->flush_detractors);
-    pl->flush_detractors = 0;
     commit_offsets(pl);
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t took_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - started_us;
+    int64_t took_us = mono_us() - started_us;
+    LOG(DEBUG, "flush %" PRIu64 ": encoded in %.1f ms, applied in %.1f ms; %u detractor entries",
+        pl->flush_seq, (double)pl->flush_encode_us / 1000, (double)took_us / 1000,
+        pl->flush_detractors);
+    pl->flush_detractors = 0;
     atomic_store(&pl->last_flush_us, took_us);
     record_flush(pl, (double)took_us / 1e6);
     atomic_fetch_add(&pl->flushes, 1);
@@ -1271,9 +1282,7 @@ static bool dedup_reply(pipeline *pl, int cmd, const redisReply *reply)
  * later). */
 static void send_units(pipeline *pl)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t started_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    int64_t started_us = mono_us();
     size_t n = 0, total_args = 0;
     for (int d = 0; d < pl->ndedup_cmds; d++)
         if (!pl->dedup_cmds[d].done) {
