@@ -770,7 +770,7 @@ static bool apply_registrations(pipeline *pl)
 
 /* Keep the newest `keep` pending detractor entries: while Redis is down
  * they would otherwise grow with events, and the stream's MAXLEN would
- * trim the older ones anyway. */
+ * trim the older ones anyway (and from a flush of more than the cap). */
 static void trim_detractors(pipeline *pl, uint32_t keep)
 {
     size_t pos = 0;
@@ -1058,6 +1058,12 @@ static bool encode_header(pipeline *pl, int unit, int64_t now, unit_payload *u)
     ok = ok && payload_str(u, pl->alerts_arg) && payload_str(u, pl->bench_args[view]) &&
          payload_str(u, pl->maxlen_arg);
     if (unit == pl->all_unit) {
+        /* Past the cap, the script's MAXLEN would trim the oldest entries
+         * right after appending them, inside the same script, where no
+         * reader sees them: a flush of a backlog leaves them out instead. */
+        uint64_t maxlen = (uint64_t)pl->config->detractors_maxlen;
+        if (maxlen && pl->ndetractors > maxlen)
+            trim_detractors(pl, (uint32_t)maxlen);
         ok = ok && encode_detractors(pl, u);
         pl->flush_detractors = pl->ndetractors;
         pl->detractors_len = 0;
@@ -1920,8 +1926,9 @@ static void write_metrics(void *ctx, FILE *out)
                   "Detractor responses appended to the stream PREFIX:detractors.",
                   atomic_load(&pl->detractors_appended));
     write_counter(out, "npstream_detractors_trimmed_total",
-                  "Detractor responses dropped unwritten while Redis was down, past twice "
-                  "--detractors-maxlen (the stream would have trimmed them).",
+                  "Detractor responses dropped unwritten, the oldest past twice "
+                  "--detractors-maxlen pending (Redis down) or past it in one flush (the "
+                  "stream would have trimmed them).",
                   atomic_load(&pl->detractors_trimmed));
     write_counter(out, "npstream_resyncs_total", "Times unflushed counts were dropped and re-read.",
                   atomic_load(&pl->resyncs));

@@ -498,9 +498,10 @@ def scenario_redis_restart(h):
 def scenario_detractors_trim(h):
     """While Redis is down the engine keeps at most twice
     --detractors-maxlen pending detractor entries, dropping the oldest and
-    counting them in npstream_detractors_trimmed_total. Part A is published
-    first; part B (far more than twice the cap of detractors) is counted
-    with Redis killed. Once Redis is back, every detractor response was
+    counting them in npstream_detractors_trimmed_total (and a flush
+    appends at most the cap). Part A (under the cap) is published first;
+    part B (far more than twice the cap of detractors) is counted with
+    Redis killed. Once Redis is back, every detractor response was
     either appended or trimmed, never both; B's entries that reached the
     stream are between the cap and twice it, each once, and in each
     partition they are its newest detractors (the trimmed ones its oldest):
@@ -510,7 +511,7 @@ def scenario_detractors_trim(h):
     s = Scenario(h, "detractors_trim", partitions=4)
     T = itlib.now_ms()
     messages = itlib.gen_events(h.npstream, h.work, 3000, 66, T, 0.0)
-    part_a, part_b = messages[:400], messages[400:]
+    part_a, part_b = messages[:200], messages[200:]
     e = s.engine(workers=2, extra=["--now", T, "--detractors-maxlen", maxlen])
     s.produce(part_a)
     _, ends_a = s.read_back(T)
@@ -552,9 +553,9 @@ def scenario_detractors_trim(h):
     want = dict(ref.detractors)  # (partition, offset) -> event
     in_b = {p: sorted(o for (q, o) in want if q == p and o >= ends_a.get(p, 0))
             for p in ends}
-    if sum(len(v) for v in in_b.values()) <= 3 * maxlen:
-        raise Failure("test data: part B has only %d detractors"
-                      % sum(len(v) for v in in_b.values()))
+    if sum(len(v) for v in in_b.values()) <= 3 * maxlen or appended_a >= maxlen:
+        raise Failure("test data: part B has %d detractors, part A %d (A must fit the cap, which "
+                      "a flush never exceeds)" % (sum(len(v) for v in in_b.values()), appended_a))
     if appended + trimmed != len(want):
         raise Failure("%d detractor entries appended + %d trimmed, the reference has %d detractor "
                       "responses" % (appended, trimmed, len(want)))
