@@ -13,6 +13,16 @@ static bool str_is(nps_str s, const char *want)
     return s.len == strlen(want) && (s.len == 0 || memcmp(s.ptr, want, s.len) == 0);
 }
 
+/* The index of a dimension in records (nps_views.dim_names order). */
+static int dim(const nps_views *views, const char *name)
+{
+    for (int d = 0; d < views->ndims; d++)
+        if (strcmp(views->dim_names[d], name) == 0)
+            return d;
+    cr_assert_fail("no dimension %s", name);
+    return 0;
+}
+
 static nps_shard *shard_with_views(nps_config *config)
 {
     nps_error err;
@@ -55,14 +65,8 @@ Test(delta, detractor_records_read_back_field_by_field)
     size_t len = 0, cap = 0, pos = 0;
     cr_assert(nps_detractors_append(&buf, &len, &cap, delta->detractors, delta->detractors_len));
     cr_assert(nps_detractors_append(&buf, &len, &cap, delta->detractors, delta->detractors_len));
-    int channel = -1, survey = -1, region = -1;
-    for (int d = 0; d < config.views.ndims; d++) {
-        const char *name = config.views.dim_names[d];
-        channel = strcmp(name, "channel") == 0 ? d : channel;
-        survey = strcmp(name, "survey") == 0 ? d : survey;
-        region = strcmp(name, "region") == 0 ? d : region;
-    }
-    cr_assert(channel >= 0 && survey >= 0 && region >= 0);
+    int channel = dim(&config.views, "channel"), survey = dim(&config.views, "survey");
+    int region = dim(&config.views, "region");
 
     nps_detractor d;
     nps_detractor_read(buf, &pos, &d);
