@@ -10,8 +10,6 @@
  */
 #include "delta.h"
 
-#include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,88 +132,121 @@ bool nps_delta_add_dedup_record(nps_delta *delta, const nps_dedup_record *record
     return true;
 }
 
+/* Make room for `more` bytes at the end of a byte buffer (doubling from
+ * 4 KiB); false when memory runs out. */
+static bool reserve_bytes(char **buf, size_t len, size_t *cap, size_t more)
+{
+    if (len + more <= *cap)
+        return true;
+    size_t want = *cap ? *cap : 4096;
+    while (want < len + more)
+        want *= 2;
+    char *bigger = realloc(*buf, want);
+    if (!bigger)
+        return false;
+    *buf = bigger;
+    *cap = want;
+    return true;
+}
+
 bool nps_detractors_append(char **buf, size_t *len, size_t *cap, const char *data, size_t data_len)
 {
-    if (*len + data_len > *cap) {
-        size_t want = *cap ? *cap : 4096;
-        while (want < *len + data_len)
-            want *= 2;
-        char *bigger = realloc(*buf, want);
-        if (!bigger)
-            return false;
-        *buf = bigger;
-        *cap = want;
-    }
+    if (!reserve_bytes(buf, *len, cap, data_len))
+        return false;
     if (data_len)
         memcpy(*buf + *len, data, data_len);
     *len += data_len;
     return true;
 }
 
-uint16_t nps_detractor_fields(const char *buf, size_t *pos)
-{
-    uint16_t nfields;
-    memcpy(&nfields, buf + *pos, 2);
-    *pos += 2;
-    return nfields;
-}
+/* A detractor record: this header, then ndims uint32 dimension lengths,
+ * then the bytes of the id, of each dimension and of the comment. Records
+ * are written and read in one process, so the header is copied as it is
+ * in memory. */
+typedef struct detractor_head {
+    uint32_t bytes; /* the whole record */
+    int32_t partition;
+    int64_t offset;
+    int64_t ts_ms;
+    int64_t value_cents;
+    uint32_t id_len, comment_len;
+    uint8_t score, has_value, ndims;
+} detractor_head;
 
-nps_str nps_detractor_string(const char *buf, size_t *pos)
+/* `len` bytes from `src` to *dst, advancing it (an absent string may have
+ * a NULL pointer). */
+static void put_bytes(char **dst, const char *src, size_t len)
 {
-    uint32_t len;
-    memcpy(&len, buf + *pos, 4);
-    nps_str s = {buf + *pos + 4, len};
-    *pos += 4 + (size_t)len;
-    return s;
-}
-
-static bool put_string(nps_delta *delta, const char *s, size_t len)
-{
-    uint32_t n = (uint32_t)len;
-    return nps_detractors_append(&delta->detractors, &delta->detractors_len, &delta->detractors_cap,
-                                 (const char *)&n, 4) &&
-           nps_detractors_append(&delta->detractors, &delta->detractors_len, &delta->detractors_cap,
-                                 s, len);
-}
-
-static bool put_field(nps_delta *delta, const char *name, const char *value, size_t len)
-{
-    return put_string(delta, name, strlen(name)) && put_string(delta, value, len);
+    if (len)
+        memcpy(*dst, src, len);
+    *dst += len;
 }
 
 bool nps_delta_add_detractor(nps_delta *delta, const nps_views *views, const nps_event *ev,
                              int64_t ts_ms, int32_t partition, int64_t offset)
 {
-    char num[64];
-    size_t mark = delta->detractors_len;
-    uint16_t nfields = (uint16_t)(5 + views->ndims + ev->has_value + (ev->comment.len > 0));
-    bool ok = nps_detractors_append(&delta->detractors, &delta->detractors_len,
-                                    &delta->detractors_cap, (const char *)&nfields, 2) &&
-              put_field(delta, "id", ev->id.ptr ? ev->id.ptr : "", ev->id.len);
-    int n = snprintf(num, sizeof(num), "%d", ev->score);
-    ok = ok && put_field(delta, "score", num, (size_t)n);
-    n = snprintf(num, sizeof(num), "%" PRId64, ts_ms);
-    ok = ok && put_field(delta, "ts", num, (size_t)n);
-    for (int d = 0; ok && d < views->ndims; d++)
-        ok = put_field(delta, views->dim_names[d], ev->dims[d].ptr ? ev->dims[d].ptr : "",
-                       ev->dims[d].len);
-    if (ok && ev->has_value) {
-        n = snprintf(num, sizeof(num), "%" PRId64 ".%02d", ev->value_cents / 100,
-                     (int)(ev->value_cents % 100));
-        ok = put_field(delta, "value", num, (size_t)n);
+    detractor_head head = {
+        .partition = partition,
+        .offset = offset,
+        .ts_ms = ts_ms,
+        .value_cents = ev->has_value ? ev->value_cents : 0,
+        .id_len = (uint32_t)ev->id.len,
+        .comment_len = (uint32_t)ev->comment.len,
+        .score = (uint8_t)ev->score,
+        .has_value = ev->has_value,
+        .ndims = (uint8_t)views->ndims,
+    };
+    uint32_t dim_lens[NPS_MAX_DIMS];
+    size_t bytes = sizeof(head) + (size_t)views->ndims * 4 + ev->id.len + ev->comment.len;
+    for (int d = 0; d < views->ndims; d++) {
+        dim_lens[d] = (uint32_t)ev->dims[d].len;
+        bytes += ev->dims[d].len;
     }
-    if (ok && ev->comment.len)
-        ok = put_field(delta, "comment", ev->comment.ptr, ev->comment.len);
-    n = snprintf(num, sizeof(num), "%d", (int)partition);
-    ok = ok && put_field(delta, "partition", num, (size_t)n);
-    n = snprintf(num, sizeof(num), "%" PRId64, offset);
-    ok = ok && put_field(delta, "offset", num, (size_t)n);
-    if (!ok) {
-        delta->detractors_len = mark;
+    if (!reserve_bytes(&delta->detractors, delta->detractors_len, &delta->detractors_cap, bytes))
         return false;
-    }
+    head.bytes = (uint32_t)bytes;
+    char *p = delta->detractors + delta->detractors_len;
+    put_bytes(&p, (const char *)&head, sizeof(head));
+    put_bytes(&p, (const char *)dim_lens, (size_t)views->ndims * 4);
+    put_bytes(&p, ev->id.ptr, ev->id.len);
+    for (int d = 0; d < views->ndims; d++)
+        put_bytes(&p, ev->dims[d].ptr, ev->dims[d].len);
+    put_bytes(&p, ev->comment.ptr, ev->comment.len);
+    delta->detractors_len += bytes;
     delta->ndetractors++;
     return true;
+}
+
+void nps_detractor_read(const char *buf, size_t *pos, nps_detractor *out)
+{
+    detractor_head head;
+    const char *p = buf + *pos;
+    memcpy(&head, p, sizeof(head));
+    uint32_t dim_lens[NPS_MAX_DIMS];
+    memcpy(dim_lens, p + sizeof(head), (size_t)head.ndims * 4);
+    p += sizeof(head) + (size_t)head.ndims * 4;
+    out->partition = head.partition;
+    out->offset = head.offset;
+    out->ts_ms = head.ts_ms;
+    out->score = head.score;
+    out->has_value = head.has_value;
+    out->value_cents = head.value_cents;
+    out->id = (nps_str){p, head.id_len};
+    p += head.id_len;
+    out->ndims = head.ndims;
+    for (int d = 0; d < head.ndims; d++) {
+        out->dims[d] = (nps_str){p, dim_lens[d]};
+        p += dim_lens[d];
+    }
+    out->comment = (nps_str){p, head.comment_len};
+    *pos += head.bytes;
+}
+
+void nps_detractor_skip(const char *buf, size_t *pos)
+{
+    uint32_t bytes;
+    memcpy(&bytes, buf + *pos, 4); /* detractor_head.bytes comes first */
+    *pos += bytes;
 }
 
 bool nps_delta_set_partition(nps_delta *delta, int32_t partition, int64_t next_offset)

@@ -111,9 +111,9 @@ typedef struct nps_delta {
     uint64_t duplicates;                   /* responses whose id was counted before */
     nps_dedup_record *dedup_records;
     uint32_t ndedup_records, dedup_records_cap;
-    /* Detractor responses to append to the stream PREFIX:detractors: per
-     * entry a uint16 field count, then uint32-length-prefixed names and
-     * values (the flusher turns them into flush.lua's arguments). */
+    /* Detractor responses to append to the stream PREFIX:detractors, one
+     * compact binary record each (numbers as integers, strings as bytes;
+     * nps_detractor_read): the worker only copies, the flusher formats. */
     char *detractors;
     size_t detractors_len, detractors_cap;
     uint32_t ndetractors;
@@ -155,7 +155,8 @@ nps_theme_cell *nps_delta_theme_cell_for(nps_delta *delta, int view, uint32_t se
 
 /* @locality owner. Append one detractor response: id, score, ts, every
  * dimension of the views, value and comment when present, and where it
- * came from. False when memory runs out. */
+ * came from, as one record: a fixed header and the strings' bytes, no
+ * formatting (the hot path). False when memory runs out. */
 bool nps_delta_add_detractor(nps_delta *delta, const nps_views *views, const nps_event *ev,
                              int64_t ts_ms, int32_t partition, int64_t offset);
 
@@ -163,10 +164,27 @@ bool nps_delta_add_detractor(nps_delta *delta, const nps_views *views, const nps
  * when memory runs out. */
 bool nps_delta_add_dedup_record(nps_delta *delta, const nps_dedup_record *record);
 
-/* Read detractor entries back: the field count of the entry at *pos,
- * then, call by call, its 2 * count names and values; each advances *pos. */
-uint16_t nps_detractor_fields(const char *buf, size_t *pos);
-nps_str nps_detractor_string(const char *buf, size_t *pos);
+/* One detractor response as read back from its record. The strings
+ * point into the records' buffer. */
+typedef struct nps_detractor {
+    int32_t partition;
+    int64_t offset;
+    int64_t ts_ms;
+    int score;
+    bool has_value;
+    int64_t value_cents;
+    nps_str id;                 /* empty when absent */
+    nps_str comment;            /* empty when absent */
+    int ndims;                  /* nps_views.ndims when recorded */
+    nps_str dims[NPS_MAX_DIMS]; /* by nps_views.dim_names */
+} nps_detractor;
+
+/* Read the record at *pos of a detractor buffer (delta->detractors, or
+ * records appended from it) and advance *pos past it. */
+void nps_detractor_read(const char *buf, size_t *pos, nps_detractor *out);
+
+/* Advance *pos past the record there, reading only its length. */
+void nps_detractor_skip(const char *buf, size_t *pos);
 
 /* Append `len` bytes of detractor entries (another delta's) to `buf`,
  * growing it; false when memory runs out. */

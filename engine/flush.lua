@@ -13,9 +13,8 @@
 -- "window:baseline:z:min_responses;...", 12 the view's benchmarks
 -- "dim=value<TAB>nps<LF>..." (value percent-encoded as in segments), 13 the
 -- detractor stream's MAXLEN, 14 D: the number of detractor arguments that
--- follow (per entry its field count, then its names and values), then
--- pairs (segment, entries). entries is binary: per (window, pane) one
--- record "<Bi8" window index (0-based), pane index, then 15 little-endian
+-- follow (section 6), then pairs (segment, entries). entries is binary:
+-- per (window, pane) one record "<Bi8" window index (0-based), pane index, then 15 little-endian
 -- int64: h0..h10, sent, and the value in cents of promoters, passives and
 -- detractors; then, for a window that keeps themes, per (pane, class)
 -- "<BBi8BBB" 255, window index, pane index, class (0 promoters, 1
@@ -668,15 +667,41 @@ for _, key in ipairs(zorder) do
 end
 
 -- 6. Detractor follow-up: each detractor response once, in the unit that
--- holds the `all` view's segment (its fences make it exactly once).
+-- holds the `all` view's segment (its fences make it exactly once). When
+-- D > 0, ARGV[15] names an entry's fields ("id,score,ts,...", a trailing
+-- `?` marks a field left out when empty) and the other D - 1 arguments
+-- hold the entries back to back, each its values in that order as "<I4c0"
+-- (length, bytes): a few large arguments cost Redis far less than two
+-- per field.
 local detractors = 0
 local dkey, maxlen = prefix .. ':detractors', ARGV[13]
-local i = FIRST_DETRACTOR
-while i < FIRST_PAIR do
-    local nf = tonumber(ARGV[i])
-    redis.call('XADD', dkey, 'MAXLEN', '~', maxlen, '*', unpack(ARGV, i + 1, i + 2 * nf))
-    i = i + 1 + 2 * nf
-    detractors = detractors + 1
+if FIRST_PAIR > FIRST_DETRACTOR then
+    local names, optional = {}, {}
+    for name, mark in string.gmatch(ARGV[FIRST_DETRACTOR], '([^,?]+)(%??)') do
+        names[#names + 1] = name
+        optional[#names] = mark == '?'
+    end
+    local nf = #names
+    local format = '<' .. string.rep('I4c0', nf)
+    local fields = {}
+    for i = FIRST_DETRACTOR + 1, FIRST_PAIR - 1 do
+        local chunk, at = ARGV[i], 1
+        while at <= #chunk do
+            local values = {struct.unpack(format, chunk, at)}
+            at = values[nf + 1]
+            local n = 0
+            for f = 1, nf do
+                local value = values[f]
+                if value ~= '' or not optional[f] then
+                    fields[n + 1] = names[f]
+                    fields[n + 2] = value
+                    n = n + 2
+                end
+            end
+            redis.call('XADD', dkey, 'MAXLEN', '~', maxlen, '*', unpack(fields, 1, n))
+            detractors = detractors + 1
+        end
+    end
 end
 
 -- 7. Segment set, catalogue, fences, and the notification.

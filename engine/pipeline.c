@@ -177,9 +177,12 @@ struct pipeline {
     char **bench_args;    /* per view: flush.lua ARGV[12] */
     char maxlen_arg[32];  /* ARGV[13] */
     int all_unit;         /* the unit of the `all` view's segment: it appends detractors */
-    char *detractors;     /* pending detractor entries (ARGV[14] form) */
+    char *detractors;     /* pending detractor records (delta.h) */
     size_t detractors_len, detractors_cap;
     uint32_t ndetractors, flush_detractors;
+    /* ARGV[15] when D > 0: the field names of a detractor entry */
+    char detractor_fields_arg[NPS_MAX_DIMS * NPS_NAME_MAX + 64];
+    int64_t flush_encode_us;         /* the outstanding flush's encoding (a debug log line) */
     nps_dedup_record *dedup_pending; /* first occurrences of ids not yet sent */
     uint32_t ndedup_pending, dedup_pending_cap;
     unit_payload *dedup_cmds; /* the outstanding flush's id writes, sent before its units */
@@ -205,6 +208,13 @@ static int64_t mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void sleep_ms(int64_t ms)
@@ -760,14 +770,13 @@ static bool apply_registrations(pipeline *pl)
 
 /* Keep the newest `keep` pending detractor entries: while Redis is down
  * they would otherwise grow with events, and the stream's MAXLEN would
- * trim the older ones anyway. */
+ * trim the older ones anyway (and from a flush of more than the cap). */
 static void trim_detractors(pipeline *pl, uint32_t keep)
 {
     size_t pos = 0;
     uint32_t drop = pl->ndetractors - keep;
     for (uint32_t i = 0; i < drop; i++)
-        for (int f = 2 * nps_detractor_fields(pl->detractors, &pos); f > 0; f--)
-            nps_detractor_string(pl->detractors, &pos);
+        nps_detractor_skip(pl->detractors, &pos);
     memmove(pl->detractors, pl->detractors + pos, pl->detractors_len - pos);
     pl->detractors_len -= pos;
     pl->ndetractors = keep;
@@ -946,30 +955,103 @@ static bool encode_segment(pipeline *pl, int view, size_t s, unit_payload *u)
     return put_entry(u, total_w, 0, &total) && put_themes(pl, view, s, u);
 }
 
-/* The pending detractor entries as flush.lua's ARGV[14..]: the number of
- * arguments that follow, then per entry its field count and its names and
- * values, which the script hands to XADD as they are. */
+/* `v` (>= 0) in decimal at `out` (room for 20 digits); returns the
+ * number of digits. snprintf costs several times more, per number of
+ * each detractor entry. */
+static size_t format_decimal(char *out, uint64_t v)
+{
+    char digits[20];
+    size_t n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = digits[n - 1 - i];
+    return n;
+}
+
+/* One value of a detractor entry: a little-endian uint32 length, then
+ * the bytes (flush.lua reads it with struct.unpack's I4c0). */
+static bool put_value(unit_payload *u, const char *bytes, size_t len)
+{
+    uint32_t n = (uint32_t)len;
+    return payload_extend(u, &n, 4) && payload_extend(u, bytes, len);
+}
+
+static bool put_number(unit_payload *u, int64_t v)
+{
+    char text[24];
+    size_t n = 0;
+    if (v < 0) {
+        text[n++] = '-';
+        n += format_decimal(text + n, 0 - (uint64_t)v);
+    } else {
+        n = format_decimal(text, (uint64_t)v);
+    }
+    return put_value(u, text, n);
+}
+
+/* A detractor entry's values in ARGV[15]'s order; the optional value and
+ * comment are empty when absent. */
+static bool put_detractor(unit_payload *u, const nps_detractor *d)
+{
+    char money[32];
+    size_t money_len = 0;
+    if (d->has_value) { /* cents >= 0, written with two decimals */
+        money_len = format_decimal(money, (uint64_t)d->value_cents / 100);
+        money[money_len++] = '.';
+        money[money_len++] = (char)('0' + d->value_cents % 100 / 10);
+        money[money_len++] = (char)('0' + d->value_cents % 10);
+    }
+    bool ok =
+        put_value(u, d->id.ptr, d->id.len) && put_number(u, d->score) && put_number(u, d->ts_ms);
+    for (int i = 0; ok && i < d->ndims; i++)
+        ok = put_value(u, d->dims[i].ptr, d->dims[i].len);
+    return ok && put_value(u, money, money_len) && put_value(u, d->comment.ptr, d->comment.len) &&
+           put_number(u, d->partition) && put_number(u, d->offset);
+}
+
+/* Detractor entries reach Redis in arguments of about this many bytes
+ * (of records), so no argument nears Redis's proto-max-bulk-len. */
+#define DETRACTOR_CHUNK_BYTES (1u << 20)
+
+/* Whether the next record, `record_bytes` long, starts a new argument;
+ * counts it into *chunk_bytes (DETRACTOR_CHUNK_BYTES before the first). */
+static bool starts_chunk(size_t *chunk_bytes, size_t record_bytes)
+{
+    bool starts = *chunk_bytes >= DETRACTOR_CHUNK_BYTES;
+    *chunk_bytes = (starts ? 0 : *chunk_bytes) + record_bytes;
+    return starts;
+}
+
+/* The pending detractor entries as flush.lua's ARGV[14..]: D, the number
+ * of arguments that follow; when D > 0 the field names (ARGV[15]), then
+ * the entries in chunks of about DETRACTOR_CHUNK_BYTES, each entry its
+ * values back to back. Numbers are formatted here, on the flusher, and
+ * Redis parses a few large arguments instead of two per field. */
 static bool encode_detractors(pipeline *pl, unit_payload *u)
 {
-    size_t nargs = 0, pos = 0;
+    size_t nchunks = 0, chunk_bytes = DETRACTOR_CHUNK_BYTES, pos = 0;
     for (uint32_t i = 0; i < pl->ndetractors; i++) {
-        uint16_t nfields = nps_detractor_fields(pl->detractors, &pos);
-        nargs += 1 + 2 * (size_t)nfields;
-        for (int f = 0; f < 2 * nfields; f++)
-            nps_detractor_string(pl->detractors, &pos);
+        size_t at = pos;
+        nps_detractor_skip(pl->detractors, &pos);
+        nchunks += starts_chunk(&chunk_bytes, pos - at);
     }
     char num[32];
-    snprintf(num, sizeof(num), "%zu", nargs);
+    snprintf(num, sizeof(num), "%zu", nchunks ? nchunks + 1 : 0);
     bool ok = payload_str(u, num);
+    if (nchunks)
+        ok = ok && payload_str(u, pl->detractor_fields_arg);
+    chunk_bytes = DETRACTOR_CHUNK_BYTES;
     pos = 0;
     for (uint32_t i = 0; ok && i < pl->ndetractors; i++) {
-        uint16_t nfields = nps_detractor_fields(pl->detractors, &pos);
-        snprintf(num, sizeof(num), "%u", (unsigned)nfields);
-        ok = payload_str(u, num);
-        for (int f = 0; ok && f < 2 * nfields; f++) {
-            nps_str field = nps_detractor_string(pl->detractors, &pos);
-            ok = payload_arg(u, field.ptr, field.len);
-        }
+        size_t at = pos;
+        nps_detractor d;
+        nps_detractor_read(pl->detractors, &pos, &d);
+        if (starts_chunk(&chunk_bytes, pos - at))
+            ok = payload_arg(u, "", 0);
+        ok = ok && put_detractor(u, &d);
     }
     return ok;
 }
@@ -1008,6 +1090,12 @@ static bool encode_header(pipeline *pl, int unit, int64_t now, unit_payload *u)
     ok = ok && payload_str(u, pl->alerts_arg) && payload_str(u, pl->bench_args[view]) &&
          payload_str(u, pl->maxlen_arg);
     if (unit == pl->all_unit) {
+        /* Past the cap, the script's MAXLEN would trim the oldest entries
+         * right after appending them, inside the same script, where no
+         * reader sees them: a flush of a backlog leaves them out instead. */
+        uint64_t maxlen = (uint64_t)pl->config->detractors_maxlen;
+        if (maxlen && pl->ndetractors > maxlen)
+            trim_detractors(pl, (uint32_t)maxlen);
         ok = ok && encode_detractors(pl, u);
         pl->flush_detractors = pl->ndetractors;
         pl->detractors_len = 0;
@@ -1112,6 +1200,7 @@ static void start_flush(pipeline *pl)
     for (int32_t p = 0; p < pl->table_cap; p++)
         pl->table[p].flush_end = pl->table[p].registered ? pl->table[p].end : -1;
     int64_t now = nps_clock_now_ms(pl->config);
+    int64_t encode_from_us = mono_us();
     bool ok = encode_dedup(pl, now);
     for (int u = 0; ok && u < pl->nunits; u++)
         ok = encode_header(pl, u, now, &pl->units[u]);
@@ -1128,6 +1217,7 @@ static void start_flush(pipeline *pl)
         exit(1);
     }
     nps_state_clear_counts(pl->pending);
+    pl->flush_encode_us = mono_us() - encode_from_us;
     pl->flush_oldest_ms = pl->pending_oldest_ms;
     pl->pending_oldest_ms = 0;
     pl->outstanding = true;
@@ -1235,11 +1325,12 @@ static void finish_flush(pipeline *pl, int64_t started_us)
     pl->outstanding = false;
     pl->ndedup_cmds = 0;
     atomic_fetch_add(&pl->detractors_appended, pl->flush_detractors);
-    pl->flush_detractors = 0;
     commit_offsets(pl);
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t took_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - started_us;
+    int64_t took_us = mono_us() - started_us;
+    LOG(DEBUG, "flush %" PRIu64 ": encoded in %.1f ms, applied in %.1f ms; %u detractor entries",
+        pl->flush_seq, (double)pl->flush_encode_us / 1000, (double)took_us / 1000,
+        pl->flush_detractors);
+    pl->flush_detractors = 0;
     atomic_store(&pl->last_flush_us, took_us);
     record_flush(pl, (double)took_us / 1e6);
     atomic_fetch_add(&pl->flushes, 1);
@@ -1303,9 +1394,7 @@ static bool dedup_reply(pipeline *pl, int cmd, const redisReply *reply)
  * later). */
 static void send_units(pipeline *pl)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t started_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    int64_t started_us = mono_us();
     size_t n = 0, total_args = 0;
     for (int d = 0; d < pl->ndedup_cmds; d++)
         if (!pl->dedup_cmds[d].done) {
@@ -1558,6 +1647,15 @@ static bool script_args(pipeline *pl)
             (size_t)snprintf(pl->alerts_arg + len, sizeof(pl->alerts_arg) - len, "%s%s:%g:%" PRId64,
                              len ? ";" : "", pair, config->alert_z, config->alert_min_responses);
     snprintf(pl->maxlen_arg, sizeof(pl->maxlen_arg), "%" PRId64, config->detractors_maxlen);
+    /* a detractor entry's fields; `?`: left out of the entry when empty */
+    len =
+        (size_t)snprintf(pl->detractor_fields_arg, sizeof(pl->detractor_fields_arg), "id,score,ts");
+    for (int d = 0; d < config->views.ndims; d++)
+        len +=
+            (size_t)snprintf(pl->detractor_fields_arg + len, sizeof(pl->detractor_fields_arg) - len,
+                             ",%s", config->views.dim_names[d]);
+    snprintf(pl->detractor_fields_arg + len, sizeof(pl->detractor_fields_arg) - len,
+             ",value?,comment?,partition,offset");
     /* benchmarks: "dim=value" as it appears in a segment string */
     pl->bench_args = calloc((size_t)pl->nviews, sizeof(char *));
     if (!pl->bench_args)
@@ -1862,8 +1960,9 @@ static void write_metrics(void *ctx, FILE *out)
                   "Detractor responses appended to the stream PREFIX:detractors.",
                   atomic_load(&pl->detractors_appended));
     write_counter(out, "npstream_detractors_trimmed_total",
-                  "Detractor responses dropped unwritten while Redis was down, past twice "
-                  "--detractors-maxlen (the stream would have trimmed them).",
+                  "Detractor responses dropped unwritten, the oldest past twice "
+                  "--detractors-maxlen pending (Redis down) or past it in one flush (the "
+                  "stream would have trimmed them).",
                   atomic_load(&pl->detractors_trimmed));
     write_counter(out, "npstream_resyncs_total", "Times unflushed counts were dropped and re-read.",
                   atomic_load(&pl->resyncs));

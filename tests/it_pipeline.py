@@ -2,8 +2,8 @@
 """The pipeline end to end: kcat -> npstream broker -> npstream run ->
 redis-server, checked against an independent reference (itlib.Reference,
 built on check_report.py) after clean stops, crashes, a rebalance, a Redis
-restart, a lost flush reply, and with windows shrinking while no event
-arrives. Usage: it_pipeline.py NPSTREAM_BINARY [SCENARIO...] (all by
+restart, a lost flush reply, detractor entries trimmed while Redis is down,
+and with windows shrinking while no event arrives. Usage: it_pipeline.py NPSTREAM_BINARY [SCENARIO...] (all by
 default: exact crash rebalance redis_restart windows). NPS_IT_KEEP=1 keeps
 the work directory (engine and broker logs, Redis AOF).
 
@@ -509,6 +509,99 @@ def scenario_redis_restart(h):
                resyncs[-1] if resyncs else "?", n, themes))
 
 
+def scenario_detractors_trim(h):
+    """While Redis is down the engine keeps at most twice
+    --detractors-maxlen pending detractor entries, dropping the oldest and
+    counting them in npstream_detractors_trimmed_total (and a flush
+    appends at most the cap). Part A (under the cap) is published first;
+    part B (far more than twice the cap of detractors) is counted with
+    Redis killed. Once Redis is back, every detractor response was
+    either appended or trimmed, never both; B's entries that reached the
+    stream are between the cap and twice it, each once, and in each
+    partition they are its newest detractors (the trimmed ones its oldest):
+    Redis's own MAXLEN ~ only ever trims the oldest too, and keeps at least
+    the cap."""
+    maxlen = 100
+    s = Scenario(h, "detractors_trim", partitions=4)
+    T = itlib.now_ms()
+    messages = itlib.gen_events(h.npstream, h.work, 3000, 66, T, 0.0)
+    part_a, part_b = messages[:200], messages[200:]
+    e = s.engine(workers=2, extra=["--now", T, "--detractors-maxlen", maxlen])
+    s.produce(part_a)
+    _, ends_a = s.read_back(T)
+    s.wait_fences(ends_a, 60)
+
+    def metric(m, name):
+        return int(m.get(("npstream_detractors_%s_total" % name, ""), -1))
+
+    m, _ = e.metrics()
+    appended_a = metric(m, "appended")
+    if metric(m, "trimmed") != 0:
+        raise Failure("%d detractor entries trimmed before Redis went down"
+                      % metric(m, "trimmed"))
+    h.redis.kill()
+    # Once the flusher knows, its failed flush holds none of part B: B's
+    # entries all wait in the pending list that trimming bounds.
+    itlib.wait_for("the engine to log the Redis outage",
+                   lambda: e.alive() and re.search(OUTAGE, e.log()), 30)
+    s.produce(part_b)
+    ref, ends = s.read_back(T)
+
+    def merged_and_trimmed():
+        m, _ = e.metrics()  # counted: merged by the flusher
+        counted = m.get(("npstream_events_counted_total", ""))
+        if counted != ref.valid or metric(m, "trimmed") <= 0:
+            return itlib.Pending("counted %s of %d, %d trimmed"
+                                 % (counted, ref.valid, metric(m, "trimmed")))
+        return m
+    m = itlib.wait_for("the engine to count part B and trim detractor entries with Redis down",
+                       lambda: e.alive() and merged_and_trimmed(), 60)
+    if metric(m, "appended") != appended_a:
+        raise Failure("detractor entries appended while Redis was down: %d, then %d"
+                      % (appended_a, metric(m, "appended")))
+    h.redis.start()
+    s.wait_fences(ends, 60)
+    m, _ = e.metrics()
+    appended, trimmed = metric(m, "appended"), metric(m, "trimmed")
+    e.terminate()
+    want = dict(ref.detractors)  # (partition, offset) -> event
+    in_b = {p: sorted(o for (q, o) in want if q == p and o >= ends_a.get(p, 0))
+            for p in ends}
+    if sum(len(v) for v in in_b.values()) <= 3 * maxlen or appended_a >= maxlen:
+        raise Failure("test data: part B has %d detractors, part A %d (A must fit the cap, which "
+                      "a flush never exceeds)" % (sum(len(v) for v in in_b.values()), appended_a))
+    if appended + trimmed != len(want):
+        raise Failure("%d detractor entries appended + %d trimmed, the reference has %d detractor "
+                      "responses" % (appended, trimmed, len(want)))
+    if not maxlen <= appended - appended_a <= 2 * maxlen:
+        raise Failure("%d of part B's detractor entries appended, expected %d..%d (the cap, "
+                      "twice it)" % (appended - appended_a, maxlen, 2 * maxlen))
+    seen = {}
+    for entry_id, fields in h.r.xrange(s.prefix + ":detractors", "-", "+"):
+        key = (int(fields[b"partition"]), int(fields[b"offset"]))
+        if key in seen or key not in want:
+            raise Failure("stream entry %s for %s: %s" % (
+                entry_id, key, "appended twice" if key in seen else "not a detractor response"))
+        seen[key] = entry_id
+    kept = 0
+    for p, offsets in in_b.items():
+        present = [o for o in offsets if (p, o) in seen]
+        kept += len(present)
+        if present != offsets[len(offsets) - len(present):]:
+            raise Failure("partition %d: the stream holds %d of its %d detractors of part B, not "
+                          "the newest: first kept offset %s, newest %s"
+                          % (p, len(present), len(offsets), present[:1], offsets[-1:]))
+    if kept < maxlen:
+        raise Failure("the stream holds %d of part B's detractor entries, fewer than the cap %d"
+                      % (kept, maxlen))
+    s.close()
+    return ("detractors_trim: %s; Redis down while %d detractor responses arrived: %d trimmed "
+            "(the oldest), %d appended of them (cap %d); the stream holds %d of them, each once, "
+            "the newest of each partition; %d appended + %d trimmed = every detractor response"
+            % (ref.summary(), sum(len(v) for v in in_b.values()), trimmed,
+               appended - appended_a, maxlen, kept, appended, trimmed))
+
+
 def scenario_security(h):
     """Redis ACL credentials from a file, refused credentials, and the
     kafka.* pass-through: a real property works, a bad one fails clearly;
@@ -993,8 +1086,9 @@ class Harness:
 
 
 SCENARIOS = [scenario_exact, scenario_crash, scenario_rebalance, scenario_redis_restart,
-             scenario_windows, scenario_alerts, scenario_security, scenario_logs, scenario_hostile,
-             scenario_flaky_broker, scenario_signals, scenario_dedup]
+             scenario_detractors_trim, scenario_windows, scenario_alerts, scenario_security,
+             scenario_logs, scenario_hostile, scenario_flaky_broker, scenario_signals,
+             scenario_dedup]
 
 
 def main():
