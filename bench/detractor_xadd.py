@@ -10,9 +10,9 @@ stream with XADD MAXLEN ~, K calls of N entries each, in four ways:
 
   pairs     one script, every field name and value its own argument (the
             flush.lua of commit f77858b);
-  blob      one script, the field names once and the entries in one binary
-            argument, each value "<I4c0", decoded with struct.unpack (as
-            flush.lua section 6 does now);
+  blob      engine/flush.lua, a unit with only detractor arguments: the
+            field names once and the entries in one binary argument, each
+            value "<I4c0", decoded with struct.unpack (section 6);
   constant  one script, XADD with constant arguments: the floor of one
             redis.call per entry;
   client    XADD sent by the client, pipelined, no script (no fence could
@@ -47,35 +47,13 @@ end
 return n
 """
 
-BLOB = """
-local names, optional = {}, {}
-for name, mark in string.gmatch(ARGV[2], '([^,?]+)(%??)') do
-    names[#names + 1] = name
-    optional[#names] = mark == '?'
-end
-local nf = #names
-local format = '<' .. string.rep('I4c0', nf)
-local fields, n = {}, 0
-for i = 3, #ARGV do
-    local chunk, at = ARGV[i], 1
-    while at <= #chunk do
-        local values = {struct.unpack(format, chunk, at)}
-        at = values[nf + 1]
-        local k = 0
-        for f = 1, nf do
-            local value = values[f]
-            if value ~= '' or not optional[f] then
-                fields[k + 1] = names[f]
-                fields[k + 2] = value
-                k = k + 2
-            end
-        end
-        redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields, 1, k))
-        n = n + 1
-    end
-end
-return n
-"""
+# The blob way is engine/flush.lua itself: a unit with no fence and no
+# segment, only section 6's detractor arguments, so this measures what the
+# engine runs. Its stream is PREFIX:detractors.
+FLUSH_LUA = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "engine",
+                              "flush.lua")).read()
+UNIT_HEAD = [b"b", b"g", b"t", b"all#0", b"all", b"", b"1763800000000", b"bench:1",
+             b"total:0:0:0:w", b"", b"", b""]  # ARGV[1..12]; then MAXLEN, D, ...
 
 CONSTANT = """
 for i = 1, tonumber(ARGV[2]) do
@@ -130,7 +108,7 @@ def main():
         pairs_args = [a for e in data for a in
                       [b"11"] + [x for name, v in zip(NAMES, e) for x in (name.encode(), v)]]
         blob_args = [names, b"".join(struct.pack("<I", len(v)) + v for e in data for v in e)]
-        ways = {"pairs": (PAIRS, pairs_args), "blob": (BLOB, blob_args),
+        ways = {"pairs": (PAIRS, pairs_args), "blob": (FLUSH_LUA, blob_args),
                 "constant": (CONSTANT, [str(args.entries).encode()]), "client": (None, None)}
         n = args.entries * args.calls
         print("redis %s; %d entries of %d fields per call, %d calls per measurement"
@@ -139,14 +117,17 @@ def main():
                                             "EVALSHA us/entry", "XADD us/call"))
         for _ in range(args.rounds):
             for way, (script, argv) in ways.items():
-                r.delete("d")
+                r.delete("d", "b:detractors")
                 r.config_resetstat()
                 cpu = r.info("cpu")
                 before = cpu["used_cpu_sys_main_thread"] + cpu["used_cpu_user_main_thread"]
                 if script:
                     sha = r.script_load(script)
                     for _ in range(args.calls):
-                        r.evalsha(sha, 1, "d", "100000", *argv)
+                        if script is FLUSH_LUA:
+                            r.evalsha(sha, 0, *UNIT_HEAD, b"100000", b"%d" % len(argv), *argv)
+                        else:
+                            r.evalsha(sha, 1, "d", "100000", *argv)
                 else:
                     for _ in range(args.calls):
                         pipe = r.pipeline(transaction=False)
@@ -160,7 +141,8 @@ def main():
                 evalsha = stats.get("cmdstat_evalsha", {}).get("usec")
                 xadd = stats.get("cmdstat_xadd", {})
                 print("%-9s %10s %22.2f %22s %16.2f"
-                      % (way, len(argv) + 5 if argv else "-", used * 1e6 / n,
+                      % (way, "-" if not argv else len(UNIT_HEAD) + 2 + len(argv)
+                         if script is FLUSH_LUA else len(argv) + 5, used * 1e6 / n,
                          "%.2f" % (evalsha / n) if evalsha else "-",
                          xadd.get("usec", 0) / max(xadd.get("calls", 1), 1)))
     finally:
