@@ -85,17 +85,18 @@ void nps_shard_set_now(nps_shard *shard, int64_t now_ms)
     shard->theme_low_ts = nps_windows_theme_low_ts(&shard->config->windows, now_ms);
 }
 
-/* The distinct terms of a response's comment, once per event, their text
- * kept in the delta. Returns the count, or -1 when memory runs out. */
-static int comment_terms(nps_shard *shard, const nps_event *ev)
+/* Count a comment's terms in a sketch; a term new to the sketch has its
+ * text kept in the delta (once per delta: later puts find it). False when
+ * memory runs out. */
+static bool count_terms(nps_shard *shard, nps_theme_sketch *sketch, int nterms)
 {
-    size_t n = nps_comment_terms(shard->stop, ev->comment.ptr, ev->comment.len, shard->terms,
-                                 NPS_TERMS_PER_COMMENT);
-    for (size_t k = 0; k < n; k++)
-        if (!nps_term_dict_put(&shard->current->terms, shard->terms[k].hash, shard->terms[k].text,
-                               shard->terms[k].len))
-            return -1;
-    return (int)n;
+    for (int k = 0; k < nterms; k++) {
+        const nps_term *t = &shard->terms[k];
+        if (nps_theme_sketch_add(sketch, t->hash) &&
+            !nps_term_dict_put(&shard->current->terms, t->hash, t->text, t->len))
+            return false;
+    }
+    return true;
 }
 
 nps_status nps_shard_add(nps_shard *shard, const char *msg, size_t len, int64_t fallback_ts_ms,
@@ -181,9 +182,8 @@ nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
     int nterms = 0;
     int64_t theme_pane = 0;
     if (!ev->sent && ev->comment.len && ts >= shard->theme_low_ts) {
-        nterms = comment_terms(shard, ev);
-        if (nterms < 0)
-            return NPS_ERR_NOMEM;
+        nterms = (int)nps_comment_terms(shard->stop, ev->comment.ptr, ev->comment.len, shard->terms,
+                                        NPS_TERMS_PER_COMMENT);
         int64_t grain = config->windows.theme_grain_ms;
         theme_pane = nps_pane_index(ts, grain) * grain;
     }
@@ -207,10 +207,8 @@ nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
             cell->value[klass] += (uint64_t)ev->value_cents;
             if (nterms) {
                 nps_theme_cell *tc = nps_delta_theme_cell_for(delta, v, segment, theme_pane);
-                if (!tc)
+                if (!tc || !count_terms(shard, &tc->by_class[klass], nterms))
                     return NPS_ERR_NOMEM;
-                for (int k = 0; k < nterms; k++)
-                    nps_theme_sketch_add(&tc->by_class[klass], shard->terms[k].hash);
             }
             /* view 0 is `all`: its unit appends the detractor once */
             if (v == 0 && partition >= 0 && klass == NPS_DETRACTOR &&

@@ -158,19 +158,19 @@ static void reindex(nps_theme_sketch *sketch)
         index_entry(sketch, k);
 }
 
-void nps_theme_sketch_add(nps_theme_sketch *sketch, uint64_t term)
+bool nps_theme_sketch_add(nps_theme_sketch *sketch, uint64_t term)
 {
     uint32_t at = (uint32_t)term & (NPS_THEME_SLOTS - 1);
     for (uint8_t slot; (slot = sketch->slot[at]) != 0; at = (at + 1) & (NPS_THEME_SLOTS - 1)) {
         if (sketch->e[slot - 1].term == term) {
             sketch->e[slot - 1].count++;
-            return;
+            return false;
         }
     }
     if (sketch->n < NPS_THEME_CAPACITY) {
         sketch->e[sketch->n] = (nps_theme_entry){term, 1};
         sketch->slot[at] = (uint8_t)++sketch->n;
-        return;
+        return true;
     }
     /* full: the new term takes the smallest counter's place */
     uint32_t smallest = 0;
@@ -180,6 +180,7 @@ void nps_theme_sketch_add(nps_theme_sketch *sketch, uint64_t term)
     sketch->e[smallest].term = term;
     sketch->e[smallest].count++;
     reindex(sketch);
+    return true;
 }
 
 static int by_count_desc(const void *a, const void *b)

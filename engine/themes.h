@@ -71,8 +71,9 @@ void nps_theme_sketch_clear(nps_theme_sketch *sketch);
 
 /* Count one comment mentioning `term`. When the sketch is full and the
  * term is new, it replaces the smallest counter and takes its count + 1
- * (Space-Saving: counts may then be over, never under). */
-void nps_theme_sketch_add(nps_theme_sketch *sketch, uint64_t term);
+ * (Space-Saving: counts may then be over, never under). True when the
+ * term was not in the sketch before (its text is then needed). */
+bool nps_theme_sketch_add(nps_theme_sketch *sketch, uint64_t term);
 
 /* Add `from` into `into`: counts of equal terms sum; past the capacity
  * the largest stay (ties: the smaller hash). */
