@@ -59,6 +59,12 @@ static const setting settings[] = {
      "keep the top terms of comments per segment and score class for these windows "
      "(PREFIX:themes:VIEW:SEGMENT:WINDOW:CLASS); empty: off (the default keeps those of 24h "
      "and 7d that --windows has)"},
+    {"trends-views", T_STRING, FIELD(trends_views), "*", NPS_CMD_RUN | NPS_CMD_DEMO, 0, 0,
+     "VIEW,...", "the views that keep --trends: * is every view; empty: none"},
+    {"themes-views", T_STRING, FIELD(themes_views), "*", NPS_CMD_RUN | NPS_CMD_DEMO, 0, 0,
+     "VIEW,...", "the views that keep --themes: * is every view; empty: none"},
+    {"alerts-views", T_STRING, FIELD(alerts_views), "*", NPS_CMD_RUN | NPS_CMD_DEMO, 0, 0,
+     "VIEW,...", "the views whose segments --alerts watches: * is every view; empty: none"},
     {"max-segments", T_UINT32, FIELD(max_segments), "100000", NPS_CMD_CORE, 1, UINT32_MAX / 4, "N",
      "segments per view; events of further segments count in `~overflow`"},
     {"max-skew", T_DURATION, FIELD(max_skew_ms), "5m", NPS_CMD_CORE, 0, 0, "DURATION",
@@ -443,12 +449,58 @@ static const char *env_lookup(char **envp, const char *name)
     return NULL;
 }
 
+/* The mask of the views the setting `name` leaves out: those not named
+ * in `list` ("*": every view); an unknown view is an error that lists the
+ * views. */
+static nps_status views_off(const nps_config *config, const char *name, const char *list,
+                            uint32_t *off, nps_error *err)
+{
+    const nps_views *views = &config->views;
+    uint32_t on = 0;
+    *off = 0;
+    if (strcmp(list, "*") == 0)
+        return NPS_OK;
+    char copy[sizeof(config->trends_views)], *save = NULL;
+    snprintf(copy, sizeof(copy), "%s", list);
+    for (char *item = strtok_r(copy, ", ", &save); item; item = strtok_r(NULL, ", ", &save)) {
+        int v = nps_views_find(views, item);
+        if (v < 0) {
+            char known[NPS_MAX_VIEWS * (NPS_NAME_MAX + 1)];
+            size_t len = 0;
+            for (int k = 0; k < views->nviews; k++)
+                len += (size_t)snprintf(known + len, sizeof(known) - len, "%s%s", k ? "," : "",
+                                        views->views[k].name);
+            nps_error_set(err, "%s: '%s' is not a view (the views: %s; * is every view)", name,
+                          item, known);
+            return NPS_ERR_INVALID;
+        }
+        on |= 1u << v;
+    }
+    for (int v = 0; v < views->nviews; v++)
+        if (!(on >> v & 1u))
+            *off |= 1u << v;
+    return NPS_OK;
+}
+
 /* Trends and themes join the windows only where they are published (run
- * with --brokers); alerts must name windows; benchmarks must name a
- * dimension of some view. */
+ * with --brokers) and some view keeps them; alerts must name windows;
+ * benchmarks must name a dimension of some view. */
 static nps_status check_insights(nps_config *config, nps_error *err)
 {
     nps_error inner;
+    if (views_off(config, "trends-views", config->trends_views, &config->trends_off, err) !=
+            NPS_OK ||
+        views_off(config, "themes-views", config->themes_views, &config->themes_off, err) !=
+            NPS_OK ||
+        views_off(config, "alerts-views", config->alerts_views, &config->alerts_off, err) != NPS_OK)
+        return NPS_ERR_INVALID;
+    uint32_t every = config->views.nviews == 32 ? UINT32_MAX : (1u << config->views.nviews) - 1;
+    if (config->trends_off == every) /* no view keeps them: no work for them either */
+        config->trends_spec[0] = '\0';
+    if (config->themes_off == every)
+        config->themes_spec[0] = '\0';
+    if (config->alerts_off == every)
+        config->alerts[0] = '\0';
     if (config->brokers[0] &&
         nps_windows_add_trends(&config->windows, config->trends_spec, &inner) != NPS_OK) {
         nps_error_set(err, "trends: %s", inner.msg);
@@ -617,6 +669,14 @@ nps_status nps_config_load(nps_config *config, unsigned command, int argc, char 
         nps_error_set(err, "max-event-bytes: expected 2..67108864, got %" PRIu64,
                       config->max_event_bytes);
         return NPS_ERR_INVALID;
+    }
+    if (command == NPS_CMD_DEMO && config->views.nviews == 1) {
+        /* the demo's views when none is configured */
+        static const char *const demo_views[] = {"by_channel=channel", "by_region=region",
+                                                 "by_survey_age=survey,age_band"};
+        for (size_t i = 0; i < sizeof(demo_views) / sizeof(demo_views[0]); i++)
+            if (nps_views_add(&config->views, demo_views[i], err) != NPS_OK)
+                return NPS_ERR;
     }
     if ((command & (NPS_CMD_RUN | NPS_CMD_DEMO)) && check_insights(config, err) != NPS_OK)
         return NPS_ERR_INVALID;

@@ -25,8 +25,17 @@ typedef struct nps_config {
     nps_views views;
     nps_windows windows;
     char windows_spec[256];
-    char trends_spec[128];    /* trends published by the pipeline (windows.w[].trend) */
-    char themes_spec[128];    /* windows with comment themes (windows.w[].themes) */
+    char trends_spec[128]; /* trends published by the pipeline (windows.w[].trend) */
+    char themes_spec[128]; /* windows with comment themes (windows.w[].themes) */
+    /* the views that keep trends, themes and alerts: "*" or names; the
+     * masks of the views that do not (bit v: view v; 0, the default: every
+     * view keeps them) are set when a run's config is loaded */
+    char trends_views[1024];
+    char themes_views[1024];
+    char alerts_views[1024];
+    uint32_t trends_off;
+    uint32_t themes_off;
+    uint32_t alerts_off;
     uint32_t max_segments;    /* per view; past it `~overflow` */
     int64_t max_skew_ms;      /* events further ahead are invalid (future) */
     uint64_t max_event_bytes; /* larger messages are invalid (too_large) */
@@ -91,6 +100,13 @@ enum {
     NPS_CMD_TOP = 1 << 4,
     NPS_CMD_DEMO = 1 << 5,
 };
+
+/* Whether view `v` keeps a feature, given the mask of the views that do
+ * not (nps_config.trends_off, themes_off, alerts_off). */
+static inline bool nps_view_keeps(uint32_t off, int v)
+{
+    return !((off >> v) & 1u);
+}
 
 /* Defaults of every setting. */
 nps_status nps_config_init(nps_config *config, nps_error *err);

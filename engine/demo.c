@@ -104,32 +104,66 @@ static bool start_broker(const nps_config *config, int log_fd, char *bootstrap, 
     return ok;
 }
 
-/* The view flags of the engine: the configured views, or a default set. */
+/* The view flags of the engine: the configured views (the loader gives
+ * the demo a default set when none is configured). */
 static int view_args(const nps_config *config, char **args, int n, char specs[][256])
 {
     const nps_views *views = &config->views;
-    int count = 0;
     for (int v = 1; v < views->nviews; v++) {
         const nps_view *vw = &views->views[v];
-        size_t len = (size_t)snprintf(specs[count], 256, "%s=", vw->name);
+        size_t len = (size_t)snprintf(specs[v - 1], 256, "%s=", vw->name);
         for (int d = 0; d < vw->ndims; d++)
-            len += (size_t)snprintf(specs[count] + len, 256 - len, "%s%s", d ? "," : "",
+            len += (size_t)snprintf(specs[v - 1] + len, 256 - len, "%s%s", d ? "," : "",
                                     views->dim_names[vw->dim[d]]);
         args[n++] = "--view";
-        args[n++] = specs[count++];
+        args[n++] = specs[v - 1];
     }
-    if (count == 0) {
-        static char *defaults[] = {"by_channel=channel", "by_region=region",
-                                   "by_survey_age=survey,age_band"};
-        for (int i = 0; i < 3; i++) {
-            args[n++] = "--view";
-            args[n++] = defaults[i];
+    return n;
+}
+
+/* The demo's flags that the engine takes as they are (what to publish);
+ * the environment (NPSTREAM_*) reaches the engine by inheritance. */
+static const char *const forwarded[] = {
+    "trends",
+    "themes",
+    "alerts",
+    "alert-z",
+    "alert-min-responses",
+    "benchmarks",
+    "detractors-maxlen",
+    "dedup-horizon",
+    "buckets",
+    "trends-views",
+    "themes-views",
+    "alerts-views",
+};
+
+/* Append the forwarded flags of argv (as "--name value" or "--name=value")
+ * to args[n..max). Returns the new n. */
+static int forward_args(int argc, char **argv, char **args, int n, int max)
+{
+    for (int i = 0; i < argc; i++) {
+        if (strncmp(argv[i], "--", 2) != 0)
+            continue;
+        const char *name = argv[i] + 2;
+        size_t len = strcspn(name, "=");
+        for (size_t f = 0; f < sizeof(forwarded) / sizeof(forwarded[0]); f++) {
+            if (strlen(forwarded[f]) != len || strncmp(forwarded[f], name, len) != 0)
+                continue;
+            bool joined = name[len] == '=';
+            if (n + 2 > max || (!joined && i + 1 >= argc))
+                break; /* the loader has checked every flag has a value */
+            args[n++] = argv[i];
+            if (!joined)
+                args[n++] = argv[++i];
+            break;
         }
     }
     return n;
 }
 
-static pid_t start_engine(const nps_config *config, const char *bootstrap, int log_fd)
+static pid_t start_engine(const nps_config *config, const char *bootstrap, int log_fd, int argc,
+                          char **argv)
 {
     static char specs[NPS_MAX_VIEWS][256];
     static char flush[32], workers[32], scale[32], now[32];
@@ -137,7 +171,7 @@ static pid_t start_engine(const nps_config *config, const char *bootstrap, int l
     snprintf(workers, sizeof(workers), "%" PRId64, config->workers);
     snprintf(scale, sizeof(scale), "%" PRId64, config->time_scale);
     snprintf(now, sizeof(now), "%" PRId64, config->now_ms);
-    char *args[2 * NPS_MAX_VIEWS + 40] = {"npstream",     "run",
+    char *args[2 * NPS_MAX_VIEWS + 80] = {"npstream",     "run",
                                           "--brokers",    (char *)bootstrap,
                                           "--topic",      (char *)config->topic,
                                           "--group",      "npstream-demo",
@@ -153,6 +187,11 @@ static pid_t start_engine(const nps_config *config, const char *bootstrap, int l
     if (!config->windows_spec[0])
         n -= 2;
     n = view_args(config, args, n, specs);
+    if (config->config_file[0]) { /* the engine reads its run settings too */
+        args[n++] = "--config";
+        args[n++] = (char *)config->config_file;
+    }
+    n = forward_args(argc, argv, args, n, (int)(sizeof(args) / sizeof(args[0])) - 1);
     args[n] = NULL;
     return spawn("engine", args, log_fd, -1);
 }
@@ -259,8 +298,7 @@ static redisContext *demo_connect(const nps_config *config)
  * progress about every 5 s. */
 static bool wait_published(const nps_config *config)
 {
-    /* `all` plus the configured views, or plus the three default ones */
-    int views = config->views.nviews > 1 ? config->views.nviews : 4;
+    int views = config->views.nviews;
     redisContext *redis = demo_connect(config);
     if (!redis)
         return false;
@@ -345,7 +383,8 @@ int nps_cmd_demo(int argc, char **argv)
         fprintf(stderr, "npstream demo: the broker did not start (see %s)\n", log_path);
         goto out;
     }
-    if (start_engine(&config, bootstrap, log_fd) <= 0 || start_gen(&config, bootstrap, log_fd) <= 0)
+    if (start_engine(&config, bootstrap, log_fd, argc, argv) <= 0 ||
+        start_gen(&config, bootstrap, log_fd) <= 0)
         goto out;
     fprintf(stderr,
             "npstream demo: broker %s, %" PRId64 " events into topic %s, engine publishing to "

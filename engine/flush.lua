@@ -359,6 +359,9 @@ for wi, byidx in pairs(tpanes) do
             args[#args + 1] = table.concat(text, ' ')
         end
         chunked('HSET', tkey, args, 2)
+        -- outlives its stay in the window; left behind only when the view
+        -- stops keeping themes
+        redis.call('PEXPIRE', tkey, w.size + w.pane)
     end
 end
 

@@ -172,12 +172,12 @@ struct pipeline {
     uint64_t flush_seq;
     int64_t retry_at_ms, backoff_ms;
     bool redis_down;
-    char windows_arg[1024];
-    char alerts_arg[512]; /* flush.lua ARGV[11] */
-    char **bench_args;    /* per view: flush.lua ARGV[12] */
-    char maxlen_arg[32];  /* ARGV[13] */
-    int all_unit;         /* the unit of the `all` view's segment: it appends detractors */
-    char *detractors;     /* pending detractor records (delta.h) */
+    char windows_arg[2][1024]; /* flush.lua ARGV[9]: [1] for views that keep themes */
+    char alerts_arg[512];      /* ARGV[11], for views that keep alerts */
+    char **bench_args;         /* per view: flush.lua ARGV[12] */
+    char maxlen_arg[32];       /* ARGV[13] */
+    int all_unit;              /* the unit of the `all` view's segment: it appends detractors */
+    char *detractors;          /* pending detractor records (delta.h) */
     size_t detractors_len, detractors_cap;
     uint32_t ndetractors, flush_detractors;
     /* ARGV[15] when D > 0: the field names of a detractor entry */
@@ -1077,7 +1077,9 @@ static bool encode_header(pipeline *pl, int unit, int64_t now, unit_payload *u)
     bool ok = payload_str(u, config->prefix) && payload_str(u, config->group) &&
               payload_str(u, config->topic) && payload_str(u, pl->unit_names[unit]) &&
               payload_str(u, vw->name) && payload_str(u, dims) && payload_str(u, num) &&
-              payload_str(u, flush_id) && payload_str(u, pl->windows_arg) && payload_arg(u, "", 0);
+              payload_str(u, flush_id) &&
+              payload_str(u, pl->windows_arg[nps_view_keeps(config->themes_off, view)]) &&
+              payload_arg(u, "", 0);
     for (int32_t p = 0; ok && p < pl->table_cap; p++) {
         const fence_entry *e = &pl->table[p];
         if (!e->registered || e->flush_end < 0 || e->flush_end == e->begin[unit])
@@ -1087,8 +1089,8 @@ static bool encode_header(pipeline *pl, int unit, int64_t now, unit_payload *u)
                          u->lens[u->argc - 1] ? ";" : "", (int)p, e->begin[unit], e->flush_end);
         ok = payload_extend(u, part, (size_t)n);
     }
-    ok = ok && payload_str(u, pl->alerts_arg) && payload_str(u, pl->bench_args[view]) &&
-         payload_str(u, pl->maxlen_arg);
+    ok = ok && payload_str(u, nps_view_keeps(config->alerts_off, view) ? pl->alerts_arg : "") &&
+         payload_str(u, pl->bench_args[view]) && payload_str(u, pl->maxlen_arg);
     if (unit == pl->all_unit) {
         /* Past the cap, the script's MAXLEN would trim the oldest entries
          * right after appending them, inside the same script, where no
@@ -1624,21 +1626,27 @@ static rd_kafka_t *new_consumer(worker *w, nps_error *err)
     return rk;
 }
 
-/* The arguments every unit of a run shares: windows and trends, alerts,
- * each view's benchmarks, the detractor stream's MAXLEN. False when a
+/* The arguments every unit of a run shares: windows and trends (with and
+ * without themes), alerts, each view's benchmarks, the detractor stream's
+ * MAXLEN. False when a
  * view's benchmarks do not fit in memory. */
 static bool script_args(pipeline *pl)
 {
     const nps_config *config = pl->config;
     const nps_windows *ws = &config->windows;
     size_t len = 0;
-    for (int i = 0; i < ws->n; i++)
-        len += (size_t)snprintf(pl->windows_arg + len, sizeof(pl->windows_arg) - len,
-                                "%s%s:%" PRId64 ":%" PRId64 ":%" PRId64 ":%c", i ? ";" : "",
-                                ws->w[i].name, ws->w[i].size_ms, ws->w[i].pane_ms, ws->w[i].npanes,
-                                ws->w[i].trend    ? 't'
-                                : ws->w[i].themes ? 'h'
-                                                  : 'w');
+    for (int themes = 0; themes < 2; themes++) {
+        char *arg = pl->windows_arg[themes];
+        len = 0;
+        for (int i = 0; i < ws->n; i++)
+            len +=
+                (size_t)snprintf(arg + len, sizeof(pl->windows_arg[0]) - len,
+                                 "%s%s:%" PRId64 ":%" PRId64 ":%" PRId64 ":%c", i ? ";" : "",
+                                 ws->w[i].name, ws->w[i].size_ms, ws->w[i].pane_ms, ws->w[i].npanes,
+                                 ws->w[i].trend              ? 't'
+                                 : ws->w[i].themes && themes ? 'h'
+                                                             : 'w');
+    }
     char list[sizeof(config->benchmarks)], *save = NULL;
     snprintf(list, sizeof(list), "%s", config->alerts);
     len = 0;

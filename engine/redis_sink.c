@@ -21,10 +21,8 @@ struct nps_redis {
     redisContext *ctx;
     char user[128];
     char password[512];
-    char sha[41];
-    bool auth_refused;
-        /* the last connection attempt was refused by AUTH */ /* empty until loaded on this
-                                                                 connection's server */
+    char sha[41];      /* the script's; empty until loaded on this connection's server */
+    bool auth_refused; /* the last connection attempt was refused by AUTH */
 };
 
 nps_redis *nps_redis_new(const char *address, int timeout_ms, nps_error *err)

@@ -205,7 +205,7 @@ nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
             cell->h[ev->score]++;
             nps_class klass = nps_score_class(ev->score);
             cell->value[klass] += (uint64_t)ev->value_cents;
-            if (nterms) {
+            if (nterms && nps_view_keeps(config->themes_off, v)) {
                 nps_theme_cell *tc = nps_delta_theme_cell_for(delta, v, segment, theme_pane);
                 if (!tc || !count_terms(shard, &tc->by_class[klass], nterms))
                     return NPS_ERR_NOMEM;

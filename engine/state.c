@@ -399,6 +399,7 @@ nps_status nps_state_merge(nps_state *state, const nps_delta *delta, int64_t now
     for (int v = 0; v < config->views.nviews; v++) {
         const nps_delta_view *dv = &delta->views[v];
         view_state *vs = &state->views[v];
+        bool with_trends = nps_view_keeps(config->trends_off, v);
         if (!ensure_buffers(state, dv->nsegments, 64))
             goto out_nomem;
         /* Segment strings once per segment per delta, not per event. The
@@ -445,6 +446,8 @@ nps_status nps_state_merge(nps_state *state, const nps_delta *delta, int64_t now
                 counts.value[k] = cell->value[k];
             for (int w = 0; w < windows->n; w++) {
                 series *s = &seg->windows[w];
+                if (windows->w[w].trend && !with_trends)
+                    continue;
                 if (windows->w[w].size_ms == 0) {
                     nps_counts_add(&s->total, &counts);
                     continue;

@@ -80,6 +80,14 @@ out=$(NPSTREAM_MAX_SKEW=soon "$NPSTREAM" run 2>&1); rc=$?
 [ $rc -eq 2 ] && grep -q "NPSTREAM_MAX_SKEW" <<<"$out" || fail "bad env: rc=$rc $out"
 out=$("$NPSTREAM" run --bogus 1 2>&1); rc=$?
 [ $rc -eq 2 ] && grep -q "unknown option '--bogus'" <<<"$out" || fail "unknown flag: rc=$rc $out"
+out=$("$NPSTREAM" run --view by_channel=channel --themes-views by_chanel 2>&1); rc=$?
+[ $rc -eq 2 ] && grep -q "themes-views: 'by_chanel' is not a view (the views: all,by_channel" \
+    <<<"$out" || fail "unknown view in --themes-views: rc=$rc $out"
+out=$(NPSTREAM_TRENDS_VIEWS=all,nope "$NPSTREAM" run 2>&1); rc=$?
+[ $rc -eq 2 ] && grep -q "trends-views: 'nope'" <<<"$out" || fail "bad NPSTREAM_TRENDS_VIEWS: rc=$rc $out"
+out=$("$NPSTREAM" demo --alerts-views by_region,x 2>&1); rc=$?
+[ $rc -eq 2 ] && grep -q "alerts-views: 'x' is not a view (the views: all,by_channel,by_region" \
+    <<<"$out" || fail "demo: unknown view in --alerts-views: rc=$rc $out"
 out=$("$NPSTREAM" run --input /nonexistent 2>&1); rc=$?
 [ $rc -eq 1 ] && grep -q "/nonexistent" <<<"$out" || fail "missing input: rc=$rc $out"
 set -e

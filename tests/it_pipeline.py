@@ -906,6 +906,39 @@ def alert_z(ref, view, segment, window, baseline, min_n):
     return (stats[0][0] - stats[1][0]) / math.sqrt(var) if var > 0 else None
 
 
+def drop_messages(T):
+    """channel=sms: promoters 10-50 minutes before T, detractors in the last 4."""
+    drop = []
+    for i in range(400):
+        recent = i % 4 == 0
+        ts = T - (i * 997) % (4 * MINUTE) if recent else T - 10 * MINUTE - (i * 7919) % (40 * MINUTE)
+        ev = {"id": "drop-%d" % i, "ts": ts, "score": (i % 4) if recent else 9 + i % 2,
+              "channel": "sms", "region": "R01", "survey": "checkout", "age_band": "25-34"}
+        drop.append((ev["id"].encode(), json.dumps(ev).encode()))
+    return drop
+
+
+def alerts_wanted(ref, views=None):
+    """(view, segment) of every segment whose 5m NPS the reference's z puts
+    past 3 against 1h (30 responses each at least), in `views` (all)."""
+    want = set()
+    for (view, segment, window) in ref.counts:
+        if window == "5m" and (views is None or view in views):
+            z = alert_z(ref, view, segment, "5m", "1h", 30)
+            if z is not None and abs(z) > 3:
+                want.add((view, segment))
+    return want
+
+
+def alert_entries(h, s, state):
+    out = []
+    for _, f in h.r.xrange(s.prefix + ":alerts"):
+        f = {k.decode(): v.decode() for k, v in f.items()}
+        if f["state"] == state:
+            out.append(f)
+    return out
+
+
 def scenario_alerts(h):
     """A segment whose NPS collapses in the last minutes: one `firing`
     entry in PREFIX:alerts for it (and for every segment the reference's
@@ -914,14 +947,7 @@ def scenario_alerts(h):
     s = Scenario(h, "alerts")
     T = itlib.now_ms()
     messages = itlib.gen_events(h.npstream, h.work, 3000, 66, T, 0.0)
-    drop = []
-    for i in range(400):  # sms: promoters 10-50 minutes ago, detractors in the last 4
-        recent = i % 4 == 0
-        ts = T - (i * 997) % (4 * MINUTE) if recent else T - 10 * MINUTE - (i * 7919) % (40 * MINUTE)
-        ev = {"id": "drop-%d" % i, "ts": ts, "score": (i % 4) if recent else 9 + i % 2,
-              "channel": "sms", "region": "R01", "survey": "checkout", "age_band": "25-34"}
-        drop.append((ev["id"].encode(), json.dumps(ev).encode()))
-    s.produce(messages + drop)
+    s.produce(messages + drop_messages(T))
     ref, ends = s.read_back(T)
     args = ["--alerts", "5m:1h", "--alert-z", "3", "--alert-min-responses", "30"]
     # The first flush, 6 s after start, holds every event (consumed within
@@ -931,22 +957,12 @@ def scenario_alerts(h):
     s.wait_fences(ends, 60)
     time.sleep(7)  # another flush (nothing new) must not add entries
     e.terminate()
-    want = set()
-    for (view, segment, window) in ref.counts:
-        if window == "5m":
-            z = alert_z(ref, view, segment, "5m", "1h", 30)
-            if z is not None and abs(z) > 3:
-                want.add((view, segment))
+    want = alerts_wanted(ref)
     if ("by_channel", "channel=sms") not in want:
         raise Failure("test data: the reference sees no drop for channel=sms")
 
     def entries(state):
-        out = []
-        for _, f in h.r.xrange(s.prefix + ":alerts"):
-            f = {k.decode(): v.decode() for k, v in f.items()}
-            if f["state"] == state:
-                out.append(f)
-        return out
+        return alert_entries(h, s, state)
     firing = entries("firing")
     got = [(f["view"], f["segment"]) for f in firing]
     if sorted(got) != sorted(want):
@@ -1069,6 +1085,69 @@ def scenario_dedup(h):
             % (ref.summary(), len(keys), n, after))
 
 
+def scenario_per_view(h):
+    """Trends, themes and alerts kept by some views only
+    (--trends-views, --themes-views, --alerts-views): the views named
+    have exactly the reference's trend buckets, theme sets and alerts, the
+    others none, and every window hash is as without the options."""
+    s = Scenario(h, "per_view")
+    T = itlib.now_ms()
+    messages = itlib.gen_events(h.npstream, h.work, 6000, 88, T, 0.0)
+    s.produce(messages + drop_messages(T))
+    ref, ends = s.read_back(T)
+    trends, themes, alerts = {"all", "by_region"}, {"by_channel", "by_survey_age"}, {"by_channel"}
+    args = ["--alerts", "5m:1h", "--alert-z", "3", "--alert-min-responses", "30",
+            "--trends-views", ",".join(sorted(trends)), "--themes-views", ",".join(sorted(themes)),
+            "--alerts-views", ",".join(sorted(alerts))]
+    e = s.engine(workers=2, flush_ms=6000, extra=["--now", T] + args)  # see scenario_alerts
+    s.wait_fences(ends, 60)
+    e.terminate()
+    n = itlib.compare(h.r, s.prefix, ref)
+    left_out = (sum(1 for k in ref.trends if k[0] not in trends),
+                sum(1 for k in ref.themes if k[0] not in themes),
+                len(alerts_wanted(ref) - alerts_wanted(ref, alerts)))
+    if not all(left_out):
+        raise Failure("test data: the views left out would have no trends, themes or alerts: %s"
+                      % (left_out,))
+    ref.trends = {k: v for k, v in ref.trends.items() if k[0] in trends}
+    ref.themes = {k: v for k, v in ref.themes.items() if k[0] in themes}
+    nt = itlib.compare_trends(h.r, s.prefix, ref)
+    nth = itlib.compare_themes(h.r, s.prefix, ref)
+    want = alerts_wanted(ref, alerts)
+    got = sorted((f["view"], f["segment"]) for f in alert_entries(h, s, "firing"))
+    if got != sorted(want) or not want:
+        raise Failure("firing alerts for %s, want each of %s once" % (got, sorted(want)))
+    s.close()
+    return ("per_view: %s; %d hashes equal the reference; trends of %s (%d buckets), themes "
+            "of %s (%d sets) and alerts of %s (%d) as the reference, none of the other views "
+            "(which would have had %d trend buckets, %d theme sets, %d alerts)"
+            % (ref.summary(), n, ",".join(sorted(trends)), nt, ",".join(sorted(themes)), nth,
+               ",".join(sorted(alerts)), len(want), left_out[0], left_out[1], left_out[2]))
+
+
+def scenario_demo(h):
+    """`npstream demo` hands its publishing options to the engine it
+    starts: with --trends 1h:7d --trends-views all --themes-views
+    by_channel --detractors-maxlen 0, Redis gets the hourly trend of `all`
+    only, themes of by_channel only and no detractor stream."""
+    prefix = "demo-%d" % os.getpid()
+    args = [h.npstream, "demo", "--redis", h.redis.address, "--prefix", prefix, "--count", "3000",
+            "--interval-ms", "0", "--trends", "1h:7d", "--trends-views", "all",
+            "--themes-views", "by_channel", "--detractors-maxlen", "0"]
+    out = subprocess.run(args, cwd=h.work, capture_output=True, timeout=120)
+    if out.returncode != 0:
+        raise Failure("npstream demo exited %d: %s" % (out.returncode, out.stderr.decode()[-800:]))
+    trend_keys = {k.decode().split(":")[2] + ":" + k.decode().rsplit(":", 1)[1]
+                  for k in h.r.scan_iter(match=prefix + ":trend:*")}
+    theme_views = {k.decode().split(":")[2] for k in h.r.scan_iter(match=prefix + ":themes:*")}
+    if trend_keys != {"all:1h"} or theme_views != {"by_channel"} or \
+            h.r.exists(prefix + ":detractors"):
+        raise Failure("demo published trends %s (want all:1h), themes of %s (want by_channel), "
+                      "detractor stream %s (want none)"
+                      % (sorted(trend_keys), sorted(theme_views), h.r.exists(prefix + ":detractors")))
+    return "demo: its --trends, --trends-views, --themes-views and --detractors-maxlen reach the engine"
+
+
 def engine_now(h, s):
     entries = h.r.xrevrange(s.prefix + ":updates", count=1)
     return int(entries[0][1][b"now_ms"]) if entries else 0
@@ -1088,7 +1167,7 @@ class Harness:
 SCENARIOS = [scenario_exact, scenario_crash, scenario_rebalance, scenario_redis_restart,
              scenario_detractors_trim, scenario_windows, scenario_alerts, scenario_security,
              scenario_logs, scenario_hostile, scenario_flaky_broker, scenario_signals,
-             scenario_dedup]
+             scenario_dedup, scenario_per_view, scenario_demo]
 
 
 def main():
