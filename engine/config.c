@@ -125,7 +125,7 @@ static const setting settings[] = {
      "DURATION",
      "a response whose `id` was counted within DURATION (by event time) counts once; ids are "
      "kept per partition (producers key messages by id), in memory and in "
-     "PREFIX:dedup:GROUP:TOPIC:PARTITION:DAY; 0: off"},
+     "PREFIX:ids:GROUP:TOPIC:PARTITION:DAY; 0: off"},
     {"log-format", T_STRING, FIELD(log_format), "logfmt", NPS_CMD_RUN, 0, 0, "logfmt|json",
      "one line per event: ts=... level=... component=... msg=\"...\", or the same as JSON"},
     {"log-level", T_STRING, FIELD(log_level), "info", NPS_CMD_RUN, 0, 0, "LEVEL",

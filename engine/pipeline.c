@@ -285,24 +285,44 @@ out:
 static part_track *track(worker *w, int32_t p);
 
 #define DAY_MS 86400000LL
-#define DEDUP_FIELDS_PER_CMD 4096
+/* A stored first occurrence: little-endian uint64 hash of the id, int64
+ * offset, int64 event time (ms). */
+#define DEDUP_RECORD_BYTES 24
+#define DEDUP_RECORDS_PER_CMD 43690 /* about 1 MiB per command */
+#define DEDUP_LOAD_RECORDS 43690    /* read back in about 1 MiB ranges */
 
 static int64_t floor_div(int64_t a, int64_t b)
 {
     return a / b - (a % b != 0 && (a < 0) != (b < 0));
 }
 
-/* The HASH of partition p's response ids first seen on `day`. */
+/* The STRING of partition p's response ids first seen on `day`: their
+ * records appended one after the other. */
 static void dedup_key(const nps_config *config, int32_t p, int64_t day, char *key, size_t size)
 {
-    snprintf(key, size, "%s:dedup:%s:%s:%d:%" PRId64, config->prefix, config->group, config->topic,
+    snprintf(key, size, "%s:ids:%s:%s:%d:%" PRId64, config->prefix, config->group, config->topic,
              (int)p, day);
+}
+
+static void put_le64(unsigned char *out, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        out[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_le64(const unsigned char *in)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)in[i] << (8 * i);
+    return v;
 }
 
 /* Load into `table` partition p's stored first occurrences below offset
  * `below` (the partition's lowest fence: the replay from there records
  * the later ones again, deciding as the first run did), from every day
- * key that can still exist. False when Redis fails. */
+ * key that can still exist. A record met twice (a write retried after a
+ * lost reply) loads as once. False when Redis fails. */
 static bool load_dedup(worker *w, int32_t p, int64_t below, nps_dedup *table, nps_error *err)
 {
     const nps_config *config = w->pl->config;
@@ -311,38 +331,40 @@ static bool load_dedup(worker *w, int32_t p, int64_t below, nps_dedup *table, np
     int64_t first_day = floor_div(now - config->dedup_horizon_ms, DAY_MS) - 1;
     int64_t last_day = floor_div(now + config->max_skew_ms, DAY_MS);
     for (int64_t day = first_day; below > 0 && day <= last_day; day++) {
-        char key[640], cursor[32] = "0";
+        char key[640];
         dedup_key(config, p, day, key, sizeof(key));
-        do {
-            const char *argv[] = {"HSCAN", key, cursor, "COUNT", "1000"};
-            size_t lens[] = {5, strlen(key), strlen(cursor), 5, 4};
-            redisReply *reply = nps_redis_argv(w->redis, 5, argv, lens, err);
+        for (int64_t at = 0;; at += (int64_t)DEDUP_LOAD_RECORDS * DEDUP_RECORD_BYTES) {
+            char from[24], to[24];
+            snprintf(from, sizeof(from), "%" PRId64, at);
+            snprintf(to, sizeof(to), "%" PRId64,
+                     at + (int64_t)DEDUP_LOAD_RECORDS * DEDUP_RECORD_BYTES - 1);
+            const char *argv[] = {"GETRANGE", key, from, to};
+            size_t lens[] = {8, strlen(key), strlen(from), strlen(to)};
+            redisReply *reply = nps_redis_argv(w->redis, 4, argv, lens, err);
             if (!reply)
                 return false;
-            bool ok = reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
-                      reply->element[0]->type == REDIS_REPLY_STRING &&
-                      reply->element[1]->type == REDIS_REPLY_ARRAY;
-            if (!ok) {
-                nps_error_set(err, "redis: unexpected reply scanning %s", key);
+            if (reply->type != REDIS_REPLY_STRING) {
+                nps_error_set(err, "redis: unexpected reply reading %s: %s", key,
+                              reply->type == REDIS_REPLY_ERROR ? reply->str : "not a string");
                 freeReplyObject(reply);
                 return false;
             }
-            snprintf(cursor, sizeof(cursor), "%s", reply->element[0]->str);
-            const redisReply *pairs = reply->element[1];
-            for (size_t i = 0; ok && i + 1 < pairs->elements; i += 2) {
-                uint64_t hash = strtoull(pairs->element[i]->str, NULL, 16);
-                char *sep;
-                int64_t offset = strtoll(pairs->element[i + 1]->str, &sep, 10);
-                int64_t ts = *sep == ':' ? strtoll(sep + 1, NULL, 10) : 0;
+            size_t n = reply->len / DEDUP_RECORD_BYTES;
+            bool ok = true;
+            for (size_t i = 0; ok && i < n; i++) {
+                const unsigned char *r = (const unsigned char *)reply->str + i * DEDUP_RECORD_BYTES;
+                int64_t offset = (int64_t)get_le64(r + 8);
                 if (offset < below)
-                    ok = nps_dedup_load(table, hash, offset, ts);
+                    ok = nps_dedup_load(table, get_le64(r), offset, (int64_t)get_le64(r + 16));
             }
             freeReplyObject(reply);
             if (!ok) {
                 nps_error_set(err, "out of memory loading response ids");
                 return false;
             }
-        } while (strcmp(cursor, "0") != 0);
+            if (n < DEDUP_LOAD_RECORDS)
+                break;
+        }
     }
     return true;
 }
@@ -1108,13 +1130,11 @@ static bool encode_header(pipeline *pl, int unit, int64_t now, unit_payload *u)
     return ok;
 }
 
-/* One day key's first occurrences: HSETNX each field (the first
- * occurrence has the smallest offset; a replay writes the same value),
- * then the key's time to live. ARGV: ttl ms, then field, value pairs. */
-static const char dedup_lua[] =
-    "for i = 2, #ARGV, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) end\n"
-    "redis.call('PEXPIRE', KEYS[1], ARGV[1])\n"
-    "return (#ARGV - 1) / 2\n";
+/* One day key's new first occurrences: append their records, then set
+ * the key's time to live. ARGV: ttl ms, the records. */
+static const char dedup_lua[] = "redis.call('APPEND', KEYS[1], ARGV[2])\n"
+                                "redis.call('PEXPIRE', KEYS[1], ARGV[1])\n"
+                                "return #ARGV[2] / 24\n";
 
 static int compare_dedup_records(const void *a, const void *b)
 {
@@ -1148,7 +1168,7 @@ static unit_payload *new_dedup_cmd(pipeline *pl)
 }
 
 /* Turn the pending first occurrences into one command per (partition,
- * day) key (at most DEDUP_FIELDS_PER_CMD fields each). The key lives
+ * day) key (at most DEDUP_RECORDS_PER_CMD records each). The key lives
  * until its day plus the horizon, counted on the engine clock (which
  * --now and --time-scale may move away from Redis's), hence PEXPIRE. */
 static bool encode_dedup(pipeline *pl, int64_t now)
@@ -1160,28 +1180,29 @@ static bool encode_dedup(pipeline *pl, int64_t now)
     unit_payload *u = NULL;
     int32_t partition = -1;
     int64_t day = 0;
-    int fields = 0;
+    int records = 0;
     bool ok = true;
     for (uint32_t i = 0; ok && i < pl->ndedup_pending; i++) {
         const nps_dedup_record *r = &pl->dedup_pending[i];
         int64_t d = floor_div(r->ts_ms, DAY_MS);
-        if (!u || r->partition != partition || d != day || fields == DEDUP_FIELDS_PER_CMD) {
+        if (!u || r->partition != partition || d != day || records == DEDUP_RECORDS_PER_CMD) {
             char key[640], ttl[32];
             partition = r->partition;
             day = d;
-            fields = 0;
+            records = 0;
             dedup_key(pl->config, partition, day, key, sizeof(key));
             int64_t ttl_ms = (day + 1) * DAY_MS + pl->config->dedup_horizon_ms - now;
             snprintf(ttl, sizeof(ttl), "%" PRId64, ttl_ms > 1000 ? ttl_ms : 1000);
             u = new_dedup_cmd(pl);
             ok = u && payload_str(u, "EVAL") && payload_str(u, dedup_lua) && payload_str(u, "1") &&
-                 payload_str(u, key) && payload_str(u, ttl);
+                 payload_str(u, key) && payload_str(u, ttl) && payload_arg(u, "", 0);
         }
-        char field[24], value[48];
-        snprintf(field, sizeof(field), "%016" PRIx64, r->hash);
-        snprintf(value, sizeof(value), "%" PRId64 ":%" PRId64, r->offset, r->ts_ms);
-        ok = ok && payload_str(u, field) && payload_str(u, value);
-        fields++;
+        unsigned char rec[DEDUP_RECORD_BYTES];
+        put_le64(rec, r->hash);
+        put_le64(rec + 8, (uint64_t)r->offset);
+        put_le64(rec + 16, (uint64_t)r->ts_ms);
+        ok = ok && payload_extend(u, rec, sizeof(rec));
+        records++;
     }
     pl->ndedup_pending = 0;
     return ok;

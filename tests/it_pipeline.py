@@ -1058,7 +1058,7 @@ def scenario_dedup(h):
     fence_at_restart = {int(k.rsplit(":", 1)[1]): v
                         for k, v in itlib.fences(h.r, s.prefix, s.group, s.topic).items()
                         if k.startswith(unit + ":")}
-    keys = list(h.r.scan_iter(match="%s:dedup:%s:%s:*" % (s.prefix, s.group, s.topic)))
+    keys = list(h.r.scan_iter(match="%s:ids:%s:%s:*" % (s.prefix, s.group, s.topic)))
     ttls = [t for t in (h.r.pttl(k) for k in keys) if t != -2]  # -2: expired since
     if not ttls or min(ttls) <= 0 or max(ttls) > 8 * DAY:
         raise Failure("dedup keys: %d, time to live %s..%s ms" % (len(keys), min(ttls, default=None),
@@ -1148,6 +1148,48 @@ def scenario_demo(h):
     return "demo: its --trends, --trends-views, --themes-views and --detractors-maxlen reach the engine"
 
 
+def scenario_dedup_short(h):
+    """A horizon under a day (--dedup-horizon 1h): an id first seen at
+    09:00 and again at 11:00 (beyond the horizon: counted, the new first
+    occurrence), both in one day's key, then, after a restart that loads
+    the ids, at 11:15: a duplicate of the 11:00 one, as the first run would
+    have judged it. The reference applies the same rule."""
+    s = Scenario(h, "dedup_short")
+    day_start = itlib.now_ms() // DAY * DAY - DAY  # yesterday, so all of it is past
+    T = day_start + 12 * HOUR
+    rng = random.Random(5)
+
+    def event(ident, ts):
+        return (ident.encode(), json.dumps({"id": ident, "ts": ts, "score": rng.randint(0, 10),
+                                            "channel": rng.choice(["email", "sms"])}).encode())
+    ids = ["s-%d" % i for i in range(400)]
+    part_a = [event(i, T - 3 * HOUR) for i in ids] + [event(i, T - HOUR) for i in ids]
+    part_b = [event(i, T - 45 * MINUTE) for i in ids[:300]]  # within 1h of T-1h only
+    args = ["--now", T, "--dedup-horizon", "1h"]
+    s.produce(part_a)
+    _, ends = s.read_back(T)
+    e1 = s.engine(workers=2, extra=args)
+    s.wait_fences(ends, 60)
+    e1.terminate()
+    s.produce(part_b)
+    ref, ends = s.read_back(T, dedup_horizon_ms=HOUR)
+    e2 = s.engine(workers=2, extra=args)
+    s.wait_fences(ends, 60)
+    m, _ = e2.metrics()
+    got = m.get(("npstream_events_duplicate_total", ""))
+    e2.terminate()
+    n = itlib.compare(h.r, s.prefix, ref)
+    if len(ref.duplicates) != len(part_b) or ref.valid != len(part_a):
+        raise Failure("test data: %s; want every message of part B a duplicate" % ref.summary())
+    if got != len(part_b):
+        raise Failure("/metrics npstream_events_duplicate_total = %s after the restart, want %d"
+                      % (got, len(part_b)))
+    s.close()
+    return ("dedup_short: %s; horizon 1h, two first occurrences of each id on one day, then "
+            "after a restart %d copies within 1h of the second: all duplicates, %d hashes equal "
+            "the reference" % (ref.summary(), got, n))
+
+
 def engine_now(h, s):
     entries = h.r.xrevrange(s.prefix + ":updates", count=1)
     return int(entries[0][1][b"now_ms"]) if entries else 0
@@ -1167,7 +1209,7 @@ class Harness:
 SCENARIOS = [scenario_exact, scenario_crash, scenario_rebalance, scenario_redis_restart,
              scenario_detractors_trim, scenario_windows, scenario_alerts, scenario_security,
              scenario_logs, scenario_hostile, scenario_flaky_broker, scenario_signals,
-             scenario_dedup, scenario_per_view, scenario_demo]
+             scenario_dedup, scenario_dedup_short, scenario_per_view, scenario_demo]
 
 
 def main():
