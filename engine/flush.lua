@@ -102,22 +102,30 @@ end
 
 -- 1. Fences: every partition of the flush must stand where it began.
 local okey = prefix .. ':offsets:' .. group .. ':' .. topic
-local parts, fence_fields = {}, {}
+-- fence_fields[i] "unit:partition", begins[i] and ends[i] its offsets as
+-- sent (text: compared and written back as is, no number conversions)
+local fence_fields, begins, ends = {}, {}, {}
+local nparts = 0
 for p, b, e in string.gmatch(ARGV[10], '(%d+):(%-?%d+):(%-?%d+)') do
-    parts[#parts + 1] = {p = p, b = tonumber(b), e = tonumber(e)}
-    fence_fields[#fence_fields + 1] = unit .. ':' .. p
+    nparts = nparts + 1
+    fence_fields[nparts] = unit .. ':' .. p
+    begins[nparts] = b
+    ends[nparts] = e
 end
-if #parts > 0 then
+if nparts > 0 then
     local stored = chunked('HMGET', okey, fence_fields, 1)
-    local at_begin, at_end, seen = true, true, {}
-    for i, part in ipairs(parts) do
-        local s = stored[i] and tonumber(stored[i]) or -1
-        if s ~= part.b then at_begin = false end
-        if s ~= part.e then at_end = false end
-        seen[#seen + 1] = part.p .. ':' .. s
+    local at_begin, at_end = true, true
+    for i = 1, nparts do
+        local s = stored[i] or '-1' -- false when absent
+        if s ~= begins[i] then at_begin = false end
+        if s ~= ends[i] then at_end = false end
     end
     if not at_begin then
         if at_end then return {'applied'} end
+        local seen = {}
+        for i = 1, nparts do
+            seen[i] = string.match(fence_fields[i], ':(%d+)$') .. ':' .. (stored[i] or '-1')
+        end
         return {'mismatch', table.concat(seen, ';')}
     end
 end
@@ -722,11 +730,11 @@ for _, w in ipairs(windows) do
 end
 redis.call('HSET', prefix .. ':windows', unpack(wargs))
 if #targs > 0 then redis.call('HSET', prefix .. ':trends', unpack(targs)) end
-if #parts > 0 then
+if nparts > 0 then
     local fset = {}
-    for i, part in ipairs(parts) do
-        fset[#fset + 1] = fence_fields[i]
-        fset[#fset + 1] = string.format('%d', part.e)
+    for i = 1, nparts do
+        fset[2 * i - 1] = fence_fields[i]
+        fset[2 * i] = ends[i]
     end
     chunked('HSET', okey, fset, 2)
 end

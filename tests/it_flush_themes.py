@@ -12,7 +12,9 @@ test checks what must hold then:
   - every theme set equals the sum of its panes' sketches, also after
     panes leave the window;
   - a heavy term (in every comment) is never evicted from a pane, so the
-    set counts it exactly.
+    set counts it exactly;
+  - the fence check answers `applied` to a unit sent again and `mismatch`
+    to a stale one, writing nothing.
 Usage: it_flush_themes.py [NPSTREAM_BINARY] (the binary is not used)."""
 import os
 import random
@@ -86,6 +88,20 @@ def check(r, model, now):
                        if have.get(t) != want.get(t))[:5]))
 
 
+def check_fences(r, sha, now):
+    """The fence check: a unit sent again after it was applied (its reply
+    lost) answers `applied`, one whose begin is not the stored fence
+    answers `mismatch` with the stored fences, and neither writes."""
+    stored = r.hget("it:offsets:g:t", "v#0:0")
+    retry = r.evalsha(sha, 0, *unit(now, int(stored) - 1, {"a": {}}))
+    stale = r.evalsha(sha, 0, *unit(now, 10, {"a": {}}))
+    after = r.hget("it:offsets:g:t", "v#0:0")
+    if retry != [b"applied"] or stale != [b"mismatch", b"0:" + stored] or after != stored:
+        raise Failure("fences: a retried unit gave %s (want applied), a stale one %s (want "
+                      "mismatch 0:%s); the fence is now %s" % (retry, stale, stored.decode(), after))
+    return "a retried unit is `applied`, a stale one a `mismatch` naming fence %s" % stored.decode()
+
+
 def main():
     children = itlib.Children()
     work = itlib.Workdir()
@@ -131,11 +147,12 @@ def main():
         left = list(r.scan_iter(match="it:themes:*")) + list(r.scan_iter(match="it:tpane:*"))
         if left:
             raise Failure("after every pane left the window, keys remain: %s" % left[:5])
+        fences = check_fences(r, sha, later)
         sizes = sorted(len(t) for panes in model.values() for t in panes.values())
         print("it_flush_themes: %d flushes of 2 segments x 3 classes with 300-term "
               "vocabularies: every stored pane sketch holds its %d largest terms (sizes %d-%d), "
               "every theme set equals the sum of its panes after each flush, and all %d panes "
-              "left with nothing behind" % (flushes, CAPACITY, sizes[0], sizes[-1], expired))
+              "left with nothing behind; %s" % (flushes, CAPACITY, sizes[0], sizes[-1], expired, fences))
     except Failure as f:
         print("FAIL it_flush_themes: %s" % f)
         sys.exit(1)
