@@ -21,7 +21,8 @@
 -- passives, 2 detractors), the sketch's capacity, n, and n times "<I4B"
 -- count, length, then the term's bytes.
 --
--- Returns {"ok", segments, expired panes}, {"applied"} when every fence
+-- Returns {"ok", segments, expired panes, next expiry (ms, -1: none)},
+-- {"applied"} when every fence
 -- already equals its end (a retry of a unit whose reply was lost), or
 -- {"mismatch", "partition:stored;..."} when a fence is neither: someone
 -- else has applied part of this range, so nothing is written.
@@ -745,4 +746,16 @@ if #segments > 0 or expired > 0 then
                'theme_terms', themes_changed, 'alerts', alerts_fired,
                'detractors', detractors, 'now_ms', stamp)
 end
-return {'ok', #segments, expired}
+-- 8. When this unit's next stored pane leaves a window (ms, engine clock;
+-- -1: it holds none): until then a flush with nothing for it need not run
+-- it (engine/pipeline.c moves its fences with the other quiet units').
+local next_expiry = -1
+for _, wi in ipairs(finite) do
+    local w = windows[wi]
+    local first = redis.call('ZRANGE', prefix .. ':panes:' .. unit .. ':' .. w.name, 0, 0)
+    if first[1] then
+        local at = (tonumber(first[1]) + w.npanes) * w.pane
+        if next_expiry < 0 or at < next_expiry then next_expiry = at end
+    end
+end
+return {'ok', #segments, expired, next_expiry}

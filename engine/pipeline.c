@@ -187,6 +187,15 @@ struct pipeline {
     uint32_t ndedup_pending, dedup_pending_cap;
     unit_payload *dedup_cmds; /* the outstanding flush's id writes, sent before its units */
     int ndedup_cmds, dedup_cmds_cap;
+    /* Quiet units: nothing to write and no pane due to leave a window
+     * (engine clock < next_expiry_ms[u], as the unit's last script run
+     * reported; 0: not known, INT64_MAX: it holds no panes). Their fences
+     * move in one script for all of them (quiet_cmd, after the units),
+     * not one script each. */
+    int64_t *next_expiry_ms;
+    unit_payload quiet_cmd;
+    int *quiet_units; /* the units in quiet_cmd, in order */
+    int nquiet;
 
     /* status, read by main and the HTTP thread */
     pthread_mutex_t metrics_lock;
@@ -729,6 +738,14 @@ static void entry_reset(fence_entry *e)
     memset(e, 0, sizeof(*e));
 }
 
+/* Every unit runs its script on the next flush and reports again when a
+ * pane of it leaves a window: after a resync, or when partitions move
+ * (another instance may have written panes the last reports missed). */
+static void forget_expiry(pipeline *pl)
+{
+    memset(pl->next_expiry_ms, 0, (size_t)pl->nunits * sizeof(*pl->next_expiry_ms));
+}
+
 /* Drop every pending count and make the workers start again from the
  * fences in Redis. */
 static void resync(pipeline *pl, const char *why)
@@ -739,6 +756,7 @@ static void resync(pipeline *pl, const char *why)
     pl->ndetractors = 0;
     pl->ndedup_pending = 0;
     pl->ndedup_cmds = 0;
+    forget_expiry(pl);
     for (int32_t p = 0; p < pl->table_cap; p++)
         entry_reset(&pl->table[p]);
     pl->outstanding = false;
@@ -787,6 +805,8 @@ static bool apply_registrations(pipeline *pl)
     for (size_t i = 0; i < n; i++)
         free(regs[i].fence);
     free(regs);
+    if (n > 0)
+        forget_expiry(pl);
     return n > 0;
 }
 
@@ -1208,6 +1228,104 @@ static bool encode_dedup(pipeline *pl, int64_t now)
     return ok;
 }
 
+/* flush.lua's fixed arguments (ARGV[1..14]); a unit with no more has no
+ * segment and no detractor entry to write. */
+#define FLUSH_HEADER_ARGS 14
+
+/* Moves the fences of many units whose scripts would do nothing else:
+ * per unit the same check as flush.lua's step 1, in one script. ARGV: 1
+ * the fences' hash, then per unit its name and its fences
+ * "partition:begin:end;...". Returns per unit 1 (moved), 2 (already
+ * there: a retry whose reply was lost) or "partition:stored;..." (a
+ * mismatch: that unit's fences are left as they are). */
+static const char quiet_lua[] =
+    "local fields, want, units = {}, {}, {}\n"
+    "for i = 2, #ARGV, 2 do\n"
+    "    local u = {first = #fields + 1}\n"
+    "    for p, b, e in string.gmatch(ARGV[i + 1], '(%d+):(%-?%d+):(%-?%d+)') do\n"
+    "        fields[#fields + 1] = ARGV[i] .. ':' .. p\n"
+    "        want[#want + 1] = {b, e, p}\n"
+    "    end\n"
+    "    u.last = #fields\n"
+    "    units[#units + 1] = u\n"
+    "end\n"
+    "local stored = {}\n"
+    "for first = 1, #fields, 4000 do\n"
+    "    local got = redis.call('HMGET', ARGV[1], unpack(fields, first,\n"
+    "                           math.min(first + 3999, #fields)))\n"
+    "    for _, v in ipairs(got) do stored[#stored + 1] = v end\n"
+    "end\n"
+    "local out, set = {}, {}\n"
+    "for k, u in ipairs(units) do\n"
+    "    local at_begin, at_end = true, true\n"
+    "    for i = u.first, u.last do\n"
+    "        local s = stored[i] or '-1'\n"
+    "        if s ~= want[i][1] then at_begin = false end\n"
+    "        if s ~= want[i][2] then at_end = false end\n"
+    "    end\n"
+    "    if at_begin then\n"
+    "        for i = u.first, u.last do\n"
+    "            set[#set + 1] = fields[i]\n"
+    "            set[#set + 1] = want[i][2]\n"
+    "        end\n"
+    "        out[k] = 1\n"
+    "    elseif at_end then\n"
+    "        out[k] = 2\n"
+    "    else\n"
+    "        local seen = {}\n"
+    "        for i = u.first, u.last do seen[#seen + 1] = want[i][3] .. ':' .. (stored[i] or '-1') "
+    "end\n"
+    "        out[k] = table.concat(seen, ';')\n"
+    "    end\n"
+    "end\n"
+    "for first = 1, #set, 4000 do\n"
+    "    redis.call('HSET', ARGV[1], unpack(set, first, math.min(first + 3999, #set)))\n"
+    "end\n"
+    "return out\n";
+
+/* Take the quiet units out of the flush: a unit with nothing to write
+ * whose next pane leaves no window before now is not sent; its fences,
+ * when they move, go into quiet_cmd. A flush left with nothing to send
+ * sends a PING there. */
+static bool encode_quiet(pipeline *pl, int64_t now)
+{
+    unit_payload *q = &pl->quiet_cmd;
+    q->argc = 0;
+    q->len = 0;
+    q->done = true;
+    pl->nquiet = 0;
+    for (int u = 0; u < pl->nunits; u++) {
+        unit_payload *up = &pl->units[u];
+        if (up->argc != FLUSH_HEADER_ARGS || now >= pl->next_expiry_ms[u])
+            continue;
+        up->done = true; /* not sent */
+        if (up->lens[9] == 0)
+            continue; /* no fence moves either */
+        if (q->done) {
+            char key[640];
+            snprintf(key, sizeof(key), "%s:offsets:%s:%s", pl->config->prefix, pl->config->group,
+                     pl->config->topic);
+            if (!payload_str(q, "EVAL") || !payload_str(q, quiet_lua) || !payload_str(q, "0") ||
+                !payload_str(q, key))
+                return false;
+            q->done = false;
+        }
+        if (!payload_str(q, pl->unit_names[u]) ||
+            !payload_arg(q, up->buf + up->offsets[9], up->lens[9]))
+            return false;
+        pl->quiet_units[pl->nquiet++] = u;
+    }
+    bool idle = q->done && pl->ndedup_cmds == 0;
+    for (int u = 0; idle && u < pl->nunits; u++)
+        idle = pl->units[u].done;
+    if (idle) { /* a PING, so that an idle engine still notices Redis going away */
+        if (!payload_str(q, "PING"))
+            return false;
+        q->done = false;
+    }
+    return true;
+}
+
 /* Cut the pending counts into one payload per unit and start sending. */
 static void start_flush(pipeline *pl)
 {
@@ -1235,6 +1353,7 @@ static void start_flush(pipeline *pl)
             ok = encode_segment(pl, v, s, &pl->units[(size_t)v * pl->buckets + b]);
         }
     }
+    ok = ok && encode_quiet(pl, now);
     if (!ok) {
         LOG(ERROR, "out of memory encoding a flush; exiting so nothing is lost");
         exit(1);
@@ -1377,11 +1496,16 @@ static bool unit_reply(pipeline *pl, int unit, redisReply *reply)
             atomic_fetch_add(&pl->segments_written, (uint64_t)reply->element[1]->integer);
             atomic_fetch_add(&pl->expired_panes, (uint64_t)reply->element[2]->integer);
         }
+        pl->next_expiry_ms[unit] = 0;
+        if (reply->elements >= 4 && reply->element[3]->type == REDIS_REPLY_INTEGER)
+            pl->next_expiry_ms[unit] =
+                reply->element[3]->integer < 0 ? INT64_MAX : reply->element[3]->integer;
         pl->units[unit].done = true;
         return true;
     }
     if (status && strcmp(status, "applied") == 0) {
         pl->units[unit].done = true; /* its reply was lost; Redis has it */
+        pl->next_expiry_ms[unit] = 0;
         return true;
     }
     char why[512];
@@ -1394,6 +1518,34 @@ static bool unit_reply(pipeline *pl, int unit, redisReply *reply)
     atomic_fetch_add(&pl->mismatches, 1);
     resync(pl, why);
     return false;
+}
+
+/* Judge the reply to the quiet units' fences: 1 done, 0 a mismatch
+ * (after which the flusher has resynced), -1 failed (sent again later). */
+static int quiet_reply(pipeline *pl, const redisReply *reply)
+{
+    if (pl->nquiet == 0 && reply->type == REDIS_REPLY_STATUS) { /* the idle PING */
+        pl->quiet_cmd.done = true;
+        return 1;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != (size_t)pl->nquiet) {
+        LOG(WARN, "moving the fences of %d quiet units failed: %s; retrying", pl->nquiet,
+            reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+        return -1;
+    }
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *r = reply->element[i];
+        if (r->type == REDIS_REPLY_INTEGER)
+            continue;
+        char why[512];
+        snprintf(why, sizeof(why), "unit %s: fence moved by someone else (stored %s)",
+                 pl->unit_names[pl->quiet_units[i]], r->type == REDIS_REPLY_STRING ? r->str : "?");
+        atomic_fetch_add(&pl->mismatches, 1);
+        resync(pl, why);
+        return 0;
+    }
+    pl->quiet_cmd.done = true;
+    return 1;
 }
 
 /* Judge the reply to one command writing response ids; false leaves it
@@ -1429,6 +1581,10 @@ static void send_units(pipeline *pl)
             n++;
             total_args += (size_t)pl->units[u].argc;
         }
+    if (!pl->quiet_cmd.done) {
+        n++;
+        total_args += (size_t)pl->quiet_cmd.argc;
+    }
     int *which = calloc(n + 1, sizeof(int)); /* unit, or -1 - id write */
     nps_redis_cmd *cmds = malloc((n + 1) * sizeof(*cmds));
     const char **args = malloc((total_args + 1) * sizeof(char *));
@@ -1438,25 +1594,33 @@ static void send_units(pipeline *pl)
         exit(1);
     }
     size_t k = 0, a = 0;
-    for (int c = -pl->ndedup_cmds; c < pl->nunits; c++) {
-        unit_payload *p = c < 0 ? &pl->dedup_cmds[-1 - c] : &pl->units[c];
+    /* the id writes, the units, then the quiet units' fences */
+    for (int c = -pl->ndedup_cmds; c <= pl->nunits; c++) {
+        unit_payload *p = c < 0             ? &pl->dedup_cmds[-1 - c]
+                          : c == pl->nunits ? &pl->quiet_cmd
+                                            : &pl->units[c];
         if (p->done)
             continue;
         which[k] = c;
-        cmds[k] = (nps_redis_cmd){.argc = p->argc, .argv = args + a, .lens = p->lens, .raw = c < 0};
+        cmds[k] = (nps_redis_cmd){
+            .argc = p->argc, .argv = args + a, .lens = p->lens, .raw = c < 0 || c == pl->nunits};
         for (int i = 0; i < p->argc; i++)
             args[a++] = p->buf + p->offsets[i];
         k++;
     }
     nps_error err = {{0}};
     size_t got = nps_redis_flush_units(pl->redis, n, cmds, replies, &err);
-    bool resynced = false, ids_failed = false;
+    bool resynced = false, failed = false;
     for (size_t i = 0; i < got && !resynced; i++) {
         if (!replies[i])
             continue;
         if (which[i] < 0)
-            ids_failed |= !dedup_reply(pl, -1 - which[i], replies[i]);
-        else
+            failed |= !dedup_reply(pl, -1 - which[i], replies[i]);
+        else if (which[i] == pl->nunits) {
+            int verdict = quiet_reply(pl, replies[i]);
+            resynced = verdict == 0;
+            failed |= verdict < 0;
+        } else
             resynced = !unit_reply(pl, which[i], replies[i]);
     }
     for (size_t i = 0; i < got; i++)
@@ -1468,7 +1632,7 @@ static void send_units(pipeline *pl)
     free(replies);
     if (resynced)
         return;
-    if (got < n || ids_failed) {
+    if (got < n || failed) {
         atomic_fetch_add(&pl->redis_errors, 1);
         set_redis_state(pl, got == n, err.msg);
         pl->retry_at_ms = mono_ms() + pl->backoff_ms;
@@ -1764,7 +1928,9 @@ static int setup(pipeline *pl, const nps_config *config)
     pl->nunits = pl->nviews * (int)pl->buckets;
     pl->unit_names = calloc((size_t)pl->nunits, sizeof(*pl->unit_names));
     pl->units = calloc((size_t)pl->nunits, sizeof(*pl->units));
-    if (!pl->unit_names || !pl->units)
+    pl->next_expiry_ms = calloc((size_t)pl->nunits, sizeof(*pl->next_expiry_ms));
+    pl->quiet_units = calloc((size_t)pl->nunits, sizeof(*pl->quiet_units));
+    if (!pl->unit_names || !pl->units || !pl->next_expiry_ms || !pl->quiet_units)
         goto fail;
     for (int u = 0; u < pl->nunits; u++) {
         const char *view = config->views.views[u / (int)pl->buckets].name;
@@ -2156,6 +2322,11 @@ int nps_run_pipeline(const nps_config *config)
         free(pl.dedup_cmds[d].lens);
     }
     free(pl.dedup_cmds);
+    free(pl.quiet_cmd.buf);
+    free(pl.quiet_cmd.offsets);
+    free(pl.quiet_cmd.lens);
+    free(pl.quiet_units);
+    free(pl.next_expiry_ms);
     free(pl.dedup_pending);
     for (int v = 0; pl.bench_args && v < pl.nviews; v++)
         free(pl.bench_args[v]);

@@ -1190,6 +1190,43 @@ def scenario_dedup_short(h):
             "the reference" % (ref.summary(), got, n))
 
 
+def scenario_quiet_fences(h):
+    """The fences of units with nothing to write move in one script with
+    the same check as a unit's: a quiet unit's fence changed behind the
+    engine's back is a mismatch (counted, logged, resync), and after the
+    resync every hash still equals the reference."""
+    s = Scenario(h, "quiet_fences")
+    T = itlib.now_ms()
+    s.produce(itlib.gen_events(h.npstream, h.work, 3000, 21, T, 0.0))
+    _, ends = s.read_back(T)
+    e = s.engine(workers=2, extra=["--now", T])
+    s.wait_fences(ends, 60)
+    with_panes = {k.decode().split(":")[2] for k in h.r.scan_iter(match=s.prefix + ":panes:*")}
+    quiet = sorted(u for u in UNITS if u.startswith("by_channel#") and u not in with_panes)
+    if not quiet:
+        raise Failure("test data: every by_channel unit holds panes")
+    okey = "%s:offsets:%s:%s" % (s.prefix, s.group, s.topic)
+    field = "%s:0" % quiet[0]
+    h.r.hset(okey, field, 1)  # neither where the engine's next move begins nor ends
+    s.produce(itlib.gen_events(h.npstream, h.work, 2000, 22, T, 0.0))
+    ref, ends = s.read_back(T)
+
+    def mismatched():
+        m, _ = e.metrics()
+        return m.get(("npstream_fence_mismatches_total", ""), 0) >= 1
+    itlib.wait_for("the tampered fence of %s to be a mismatch" % field, mismatched, 30)
+    if "fence moved by someone else" not in e.log():
+        raise Failure("no log line names the mismatch:\n%s" % e.log_tail())
+    s.wait_fences(ends, 60)
+    e.terminate()
+    n = itlib.compare(h.r, s.prefix, ref)
+    s.close()
+    return ("quiet_fences: %s; %d of the %d by_channel units quiet; the fence %s set behind the "
+            "engine's back was a mismatch (counted, logged, resynced) and %d hashes equal the "
+            "reference" % (ref.summary(), len(quiet),
+                           sum(1 for u in UNITS if u.startswith("by_channel#")), field, n))
+
+
 def engine_now(h, s):
     entries = h.r.xrevrange(s.prefix + ":updates", count=1)
     return int(entries[0][1][b"now_ms"]) if entries else 0
@@ -1209,7 +1246,8 @@ class Harness:
 SCENARIOS = [scenario_exact, scenario_crash, scenario_rebalance, scenario_redis_restart,
              scenario_detractors_trim, scenario_windows, scenario_alerts, scenario_security,
              scenario_logs, scenario_hostile, scenario_flaky_broker, scenario_signals,
-             scenario_dedup, scenario_dedup_short, scenario_per_view, scenario_demo]
+             scenario_dedup, scenario_dedup_short, scenario_per_view, scenario_demo,
+             scenario_quiet_fences]
 
 
 def main():
