@@ -21,6 +21,9 @@
 -- passives, 2 detractors), the sketch's capacity, n, and n times "<I4B"
 -- count, length, then the term's bytes.
 --
+-- With ARGV[4] (the unit) empty, the script only moves the fences of
+-- quiet units (see "Quiet units" below).
+--
 -- Returns {"ok", segments, expired panes, next expiry (ms, -1: none)},
 -- {"applied"} when every fence
 -- already equals its end (a retry of a unit whose reply was lost), or
@@ -57,6 +60,69 @@ end
 local function widen(s)
     if #s < PANE_BYTES then return s .. string.rep('\0', PANE_BYTES - #s) end
     return s
+end
+
+-- Fences. A unit's fences as sent, "partition:begin:end;...": fields
+-- "unit:partition", and begins and ends as text (compared and written
+-- back as is, no number conversions).
+local okey = prefix .. ':offsets:' .. group .. ':' .. topic
+local function parse_fences(u, spec)
+    local fields, begins, ends = {}, {}, {}
+    for p, b, e in string.gmatch(spec, '(%d+):(%-?%d+):(%-?%d+)') do
+        fields[#fields + 1] = u .. ':' .. p
+        begins[#begins + 1] = b
+        ends[#ends + 1] = e
+    end
+    return fields, begins, ends
+end
+
+-- Where the stored fences (HMGET of fields from index `at` + 1) stand:
+-- 'begin' when every one is at its begin, 'end' when every one is at its
+-- end (a retry whose reply was lost), else "partition:stored;..." (a
+-- mismatch: someone else has applied part of this range).
+local function fence_state(fields, begins, ends, stored, at)
+    local at_begin, at_end = true, true
+    for i = 1, #fields do
+        local s = stored[at + i] or '-1' -- false when absent
+        if s ~= begins[i] then at_begin = false end
+        if s ~= ends[i] then at_end = false end
+    end
+    if at_begin then return 'begin' end
+    if at_end then return 'end' end
+    local seen = {}
+    for i = 1, #fields do
+        seen[i] = string.match(fields[i], ':(%d+)$') .. ':' .. (stored[at + i] or '-1')
+    end
+    return table.concat(seen, ';')
+end
+
+-- Quiet units (ARGV[4] empty): units with nothing to write, whose fences
+-- move together. ARGV[5..] are pairs (unit, fences). Returns per unit 1
+-- (moved), 2 (already at the end) or the mismatch report (those fences
+-- are left as they are).
+if unit == '' then
+    local units, all = {}, {}
+    for i = 5, #ARGV - 1, 2 do
+        local fields, begins, ends = parse_fences(ARGV[i], ARGV[i + 1])
+        units[#units + 1] = {fields = fields, begins = begins, ends = ends, at = #all}
+        for _, f in ipairs(fields) do all[#all + 1] = f end
+    end
+    local stored = chunked('HMGET', okey, all, 1)
+    local out, set = {}, {}
+    for k, u in ipairs(units) do
+        local state = fence_state(u.fields, u.begins, u.ends, stored, u.at)
+        if state == 'begin' then
+            for i, f in ipairs(u.fields) do
+                set[#set + 1] = f
+                set[#set + 1] = u.ends[i]
+            end
+            out[k] = 1
+        else
+            out[k] = state == 'end' and 2 or state
+        end
+    end
+    chunked('HSET', okey, set, 2)
+    return out
 end
 
 local windows = {}
@@ -102,33 +168,13 @@ local function parse_terms(text)
 end
 
 -- 1. Fences: every partition of the flush must stand where it began.
-local okey = prefix .. ':offsets:' .. group .. ':' .. topic
--- fence_fields[i] "unit:partition", begins[i] and ends[i] its offsets as
--- sent (text: compared and written back as is, no number conversions)
-local fence_fields, begins, ends = {}, {}, {}
-local nparts = 0
-for p, b, e in string.gmatch(ARGV[10], '(%d+):(%-?%d+):(%-?%d+)') do
-    nparts = nparts + 1
-    fence_fields[nparts] = unit .. ':' .. p
-    begins[nparts] = b
-    ends[nparts] = e
-end
+local fence_fields, begins, ends = parse_fences(unit, ARGV[10])
+local nparts = #fence_fields
 if nparts > 0 then
-    local stored = chunked('HMGET', okey, fence_fields, 1)
-    local at_begin, at_end = true, true
-    for i = 1, nparts do
-        local s = stored[i] or '-1' -- false when absent
-        if s ~= begins[i] then at_begin = false end
-        if s ~= ends[i] then at_end = false end
-    end
-    if not at_begin then
-        if at_end then return {'applied'} end
-        local seen = {}
-        for i = 1, nparts do
-            seen[i] = string.match(fence_fields[i], ':(%d+)$') .. ':' .. (stored[i] or '-1')
-        end
-        return {'mismatch', table.concat(seen, ';')}
-    end
+    local state = fence_state(fence_fields, begins, ends,
+                              chunked('HMGET', okey, fence_fields, 1), 0)
+    if state == 'end' then return {'applied'} end
+    if state ~= 'begin' then return {'mismatch', state} end
 end
 
 -- t[k], a new table there when there is none.
@@ -748,7 +794,7 @@ if #segments > 0 or expired > 0 then
 end
 -- 8. When this unit's next stored pane leaves a window (ms, engine clock;
 -- -1: it holds none): until then a flush with nothing for it need not run
--- it (engine/pipeline.c moves its fences with the other quiet units').
+-- it (its fences move with the other quiet units', see above).
 local next_expiry = -1
 for _, wi in ipairs(finite) do
     local w = windows[wi]

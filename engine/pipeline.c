@@ -190,8 +190,8 @@ struct pipeline {
     /* Quiet units: nothing to write and no pane due to leave a window
      * (engine clock < next_expiry_ms[u], as the unit's last script run
      * reported; 0: not known, INT64_MAX: it holds no panes). Their fences
-     * move in one script for all of them (quiet_cmd, after the units),
-     * not one script each. */
+     * move in one call of flush.lua for all of them (quiet_cmd, after the
+     * units), not one call each. */
     int64_t *next_expiry_ms;
     unit_payload quiet_cmd;
     int *quiet_units; /* the units in quiet_cmd, in order */
@@ -1232,57 +1232,6 @@ static bool encode_dedup(pipeline *pl, int64_t now)
  * segment and no detractor entry to write. */
 #define FLUSH_HEADER_ARGS 14
 
-/* Moves the fences of many units whose scripts would do nothing else:
- * per unit the same check as flush.lua's step 1, in one script. ARGV: 1
- * the fences' hash, then per unit its name and its fences
- * "partition:begin:end;...". Returns per unit 1 (moved), 2 (already
- * there: a retry whose reply was lost) or "partition:stored;..." (a
- * mismatch: that unit's fences are left as they are). */
-static const char quiet_lua[] =
-    "local fields, want, units = {}, {}, {}\n"
-    "for i = 2, #ARGV, 2 do\n"
-    "    local u = {first = #fields + 1}\n"
-    "    for p, b, e in string.gmatch(ARGV[i + 1], '(%d+):(%-?%d+):(%-?%d+)') do\n"
-    "        fields[#fields + 1] = ARGV[i] .. ':' .. p\n"
-    "        want[#want + 1] = {b, e, p}\n"
-    "    end\n"
-    "    u.last = #fields\n"
-    "    units[#units + 1] = u\n"
-    "end\n"
-    "local stored = {}\n"
-    "for first = 1, #fields, 4000 do\n"
-    "    local got = redis.call('HMGET', ARGV[1], unpack(fields, first,\n"
-    "                           math.min(first + 3999, #fields)))\n"
-    "    for _, v in ipairs(got) do stored[#stored + 1] = v end\n"
-    "end\n"
-    "local out, set = {}, {}\n"
-    "for k, u in ipairs(units) do\n"
-    "    local at_begin, at_end = true, true\n"
-    "    for i = u.first, u.last do\n"
-    "        local s = stored[i] or '-1'\n"
-    "        if s ~= want[i][1] then at_begin = false end\n"
-    "        if s ~= want[i][2] then at_end = false end\n"
-    "    end\n"
-    "    if at_begin then\n"
-    "        for i = u.first, u.last do\n"
-    "            set[#set + 1] = fields[i]\n"
-    "            set[#set + 1] = want[i][2]\n"
-    "        end\n"
-    "        out[k] = 1\n"
-    "    elseif at_end then\n"
-    "        out[k] = 2\n"
-    "    else\n"
-    "        local seen = {}\n"
-    "        for i = u.first, u.last do seen[#seen + 1] = want[i][3] .. ':' .. (stored[i] or '-1') "
-    "end\n"
-    "        out[k] = table.concat(seen, ';')\n"
-    "    end\n"
-    "end\n"
-    "for first = 1, #set, 4000 do\n"
-    "    redis.call('HSET', ARGV[1], unpack(set, first, math.min(first + 3999, #set)))\n"
-    "end\n"
-    "return out\n";
-
 /* Take the quiet units out of the flush: a unit with nothing to write
  * whose next pane leaves no window before now is not sent; its fences,
  * when they move, go into quiet_cmd. A flush left with nothing to send
@@ -1300,13 +1249,10 @@ static bool encode_quiet(pipeline *pl, int64_t now)
             continue;
         up->done = true; /* not sent */
         if (up->lens[9] == 0)
-            continue; /* no fence moves either */
-        if (q->done) {
-            char key[640];
-            snprintf(key, sizeof(key), "%s:offsets:%s:%s", pl->config->prefix, pl->config->group,
-                     pl->config->topic);
-            if (!payload_str(q, "EVAL") || !payload_str(q, quiet_lua) || !payload_str(q, "0") ||
-                !payload_str(q, key))
+            continue;  /* no fence moves either */
+        if (q->done) { /* flush.lua with no unit: the quiet units' fences */
+            if (!payload_str(q, pl->config->prefix) || !payload_str(q, pl->config->group) ||
+                !payload_str(q, pl->config->topic) || !payload_str(q, ""))
                 return false;
             q->done = false;
         }
@@ -1602,8 +1548,10 @@ static void send_units(pipeline *pl)
         if (p->done)
             continue;
         which[k] = c;
-        cmds[k] = (nps_redis_cmd){
-            .argc = p->argc, .argv = args + a, .lens = p->lens, .raw = c < 0 || c == pl->nunits};
+        cmds[k] = (nps_redis_cmd){.argc = p->argc,
+                                  .argv = args + a,
+                                  .lens = p->lens,
+                                  .raw = c < 0 || (c == pl->nunits && pl->nquiet == 0)};
         for (int i = 0; i < p->argc; i++)
             args[a++] = p->buf + p->offsets[i];
         k++;
@@ -1644,6 +1592,8 @@ static void send_units(pipeline *pl)
     for (int u = 0; u < pl->nunits; u++)
         if (!pl->units[u].done)
             return; /* a NOSCRIPT reply: sent again on the next round */
+    if (!pl->quiet_cmd.done)
+        return; /* the same */
     finish_flush(pl, started_us);
 }
 

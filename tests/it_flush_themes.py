@@ -95,11 +95,17 @@ def check_fences(r, sha, now):
     stored = r.hget("it:offsets:g:t", "v#0:0")
     retry = r.evalsha(sha, 0, *unit(now, int(stored) - 1, {"a": {}}))
     stale = r.evalsha(sha, 0, *unit(now, 10, {"a": {}}))
+    # the same check for quiet units, several in one call (ARGV[4] empty)
+    at_end = "0:%d:%s" % (int(stored) - 1, stored.decode())
+    quiet = r.evalsha(sha, 0, "it", "g", "t", "", "v#0", at_end, "v#0", "0:10:11")
     after = r.hget("it:offsets:g:t", "v#0:0")
+    if quiet != [2, b"0:" + stored]:
+        raise Failure("fences of quiet units: %s, want [2, 0:%s]" % (quiet, stored.decode()))
     if retry != [b"applied"] or stale != [b"mismatch", b"0:" + stored] or after != stored:
         raise Failure("fences: a retried unit gave %s (want applied), a stale one %s (want "
                       "mismatch 0:%s); the fence is now %s" % (retry, stale, stored.decode(), after))
-    return "a retried unit is `applied`, a stale one a `mismatch` naming fence %s" % stored.decode()
+    return ("a retried unit is `applied`, a stale one a `mismatch` naming fence %s, alone and "
+            "among quiet units" % stored.decode())
 
 
 def main():
