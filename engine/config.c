@@ -404,6 +404,12 @@ static bool applies(const setting *s, unsigned command)
            ((s->commands & NPS_CMD_CORE) && (command & (NPS_CMD_RUN | NPS_CMD_DEMO)));
 }
 
+bool nps_config_takes(const char *name, size_t len, unsigned command)
+{
+    const setting *s = find_setting(name, len, command);
+    return s && applies(s, command);
+}
+
 static int read_file_setting(void *user, const char *section, const char *name, const char *value)
 {
     loader *ld = user;

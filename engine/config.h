@@ -129,6 +129,10 @@ bool nps_parse_host_port(const char *text, char *host, size_t host_size, int *po
  * never printed): names with password, secret or key material. */
 bool nps_config_is_secret(const char *name);
 
+/* Whether `command` has a setting of that name (`len` bytes, a flag
+ * without its dashes). */
+bool nps_config_takes(const char *name, size_t len, unsigned command);
+
 /* Print the settings of `command` with their flags, variables, defaults
  * and descriptions. */
 void nps_config_print_help(unsigned command, void *stream);

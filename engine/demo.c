@@ -121,25 +121,11 @@ static int view_args(const nps_config *config, char **args, int n, char specs[][
     return n;
 }
 
-/* The demo's flags that the engine takes as they are (what to publish);
- * the environment (NPSTREAM_*) reaches the engine by inheritance. */
-static const char *const forwarded[] = {
-    "trends",
-    "themes",
-    "alerts",
-    "alert-z",
-    "alert-min-responses",
-    "benchmarks",
-    "detractors-maxlen",
-    "dedup-horizon",
-    "buckets",
-    "trends-views",
-    "themes-views",
-    "alerts-views",
-};
-
-/* Append the forwarded flags of argv (as "--name value" or "--name=value")
- * to args[n..max). Returns the new n. */
+/* Append the flags of the demo's command line that `run` takes too (what
+ * to publish, bounds, windows: "--name value" or "--name=value") to
+ * args[n..max), as given. Not its views and config file (view_args and
+ * --config pass them), nor secrets (the environment carries those, not
+ * argv: ps shows argv). Returns the new n. */
 static int forward_args(int argc, char **argv, char **args, int n, int max)
 {
     for (int i = 0; i < argc; i++) {
@@ -147,17 +133,18 @@ static int forward_args(int argc, char **argv, char **args, int n, int max)
             continue;
         const char *name = argv[i] + 2;
         size_t len = strcspn(name, "=");
-        for (size_t f = 0; f < sizeof(forwarded) / sizeof(forwarded[0]); f++) {
-            if (strlen(forwarded[f]) != len || strncmp(forwarded[f], name, len) != 0)
-                continue;
-            bool joined = name[len] == '=';
-            if (n + 2 > max || (!joined && i + 1 >= argc))
-                break; /* the loader has checked every flag has a value */
+        bool joined = name[len] == '=';
+        char bare[128];
+        snprintf(bare, sizeof(bare), "%.*s", (int)len, name);
+        bool pass = nps_config_takes(name, len, NPS_CMD_RUN) && strcmp(bare, "view") != 0 &&
+                    strcmp(bare, "config") != 0 && !nps_config_is_secret(bare);
+        if (pass && n + 2 <= max && (joined || i + 1 < argc)) {
             args[n++] = argv[i];
             if (!joined)
-                args[n++] = argv[++i];
-            break;
+                args[n++] = argv[i + 1];
         }
+        if (!joined)
+            i++; /* the loader has checked every flag has a value */
     }
     return n;
 }

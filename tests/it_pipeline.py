@@ -1126,26 +1126,32 @@ def scenario_per_view(h):
 
 
 def scenario_demo(h):
-    """`npstream demo` hands its publishing options to the engine it
+    """`npstream demo` hands the options `run` takes too to the engine it
     starts: with --trends 1h:7d --trends-views all --themes-views
-    by_channel --detractors-maxlen 0, Redis gets the hourly trend of `all`
-    only, themes of by_channel only and no detractor stream."""
+    by_channel --detractors-maxlen 0 --max-segments=3, Redis gets the
+    hourly trend of `all` only, themes of by_channel only, no detractor
+    stream and 3 regions plus ~overflow."""
     prefix = "demo-%d" % os.getpid()
     args = [h.npstream, "demo", "--redis", h.redis.address, "--prefix", prefix, "--count", "3000",
             "--interval-ms", "0", "--trends", "1h:7d", "--trends-views", "all",
-            "--themes-views", "by_channel", "--detractors-maxlen", "0"]
+            "--themes-views", "by_channel", "--detractors-maxlen", "0", "--max-segments=3"]
     out = subprocess.run(args, cwd=h.work, capture_output=True, timeout=120)
     if out.returncode != 0:
         raise Failure("npstream demo exited %d: %s" % (out.returncode, out.stderr.decode()[-800:]))
     trend_keys = {k.decode().split(":")[2] + ":" + k.decode().rsplit(":", 1)[1]
                   for k in h.r.scan_iter(match=prefix + ":trend:*")}
     theme_views = {k.decode().split(":")[2] for k in h.r.scan_iter(match=prefix + ":themes:*")}
+    regions = {m.decode() for m in h.r.smembers(prefix + ":segments:by_region")}
+    if len(regions) != 4 or "~overflow" not in regions:
+        raise Failure("demo --max-segments=3: by_region segments %s, want 3 and ~overflow"
+                      % sorted(regions))
     if trend_keys != {"all:1h"} or theme_views != {"by_channel"} or \
             h.r.exists(prefix + ":detractors"):
         raise Failure("demo published trends %s (want all:1h), themes of %s (want by_channel), "
                       "detractor stream %s (want none)"
                       % (sorted(trend_keys), sorted(theme_views), h.r.exists(prefix + ":detractors")))
-    return "demo: its --trends, --trends-views, --themes-views and --detractors-maxlen reach the engine"
+    return ("demo: its --trends, --trends-views, --themes-views, --detractors-maxlen and "
+            "--max-segments reach the engine")
 
 
 def scenario_dedup_short(h):
