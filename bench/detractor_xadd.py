@@ -25,13 +25,9 @@ alternating. Needs Debian's /usr/bin/python3 with python3-redis.
 import argparse
 import os
 import random
-import socket
 import struct
-import subprocess
-import tempfile
-import time
 
-import redis
+from redis_cost import start_server  # the same loopback redis-server (python3-redis)
 
 NAMES = ["id", "score", "ts", "survey", "channel", "region", "age_band", "value", "comment",
          "partition", "offset"]
@@ -66,12 +62,6 @@ return 0
 """
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def entries(n, seed=1):
     rnd = random.Random(seed)
     out = []
@@ -90,19 +80,8 @@ def main():
     ap.add_argument("--calls", type=int, default=5, help="calls per measurement (5)")
     ap.add_argument("--rounds", type=int, default=3, help="measurements of each way (3)")
     args = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="detractor-xadd-")
-    port = free_port()
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                               "--save", "", "--appendonly", "no", "--dir", work,
-                               "--logfile", os.path.join(work, "redis.log")])
+    server, r = start_server()
     try:
-        r = redis.Redis(port=port)
-        for _ in range(200):
-            try:
-                r.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
         data = entries(args.entries)
         names = ",".join(n + "?" if n in ("value", "comment") else n for n in NAMES).encode()
         pairs_args = [a for e in data for a in
