@@ -18,6 +18,10 @@
 #include "json_scan.h"
 #include "timestamp.h"
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 enum field_role {
     ROLE_NONE = 0,
     ROLE_SCORE = 1 << 0,
@@ -37,7 +41,15 @@ typedef struct field {
     unsigned roles;
     int dim;      /* -1 when not a dimension */
     uint8_t next; /* next field index + 1 in the same bucket */
+    /* The key as it stands in a compact message, `"name":`, for the fast
+     * path's guess; pattern_mask has a bit per byte of it, 0 when it is
+     * longer than 16 bytes. */
+    unsigned pattern_mask;
+    char pattern[16];
 } field;
+
+/* Positions of a message's fields that the fast path remembers. */
+#define SHAPE_MAX 32
 
 struct nps_event_parser {
     size_t max_event_bytes;
@@ -49,7 +61,18 @@ struct nps_event_parser {
     char int_text[NPS_MAX_DIMS][24];            /* decimal form of integer dimensions */
     char *scratch;                              /* max_event_bytes: decoded strings */
     size_t scratch_used;
+    uint64_t *quotes; /* the quote index of the fast path (plain_parse) */
+    bool fast;        /* plain_parse on: tests turn it off to compare */
+    /* The fields of the last message on the fast path, by position (index
+     * + 1; 0: a key of no field): producers send their fields in one
+     * order, so the next message's key at a position is checked against
+     * this guess first, in one compare. */
+    uint8_t shape[SHAPE_MAX];
 };
+
+/* Messages up to this size are tried on the fast path first; larger ones
+ * (rare: a long comment) go to the scanner, so the index stays small. */
+#define FAST_MAX_BYTES 65536
 
 static const char *const reason_names[NPS_INVALID_REASONS] = {
     [NPS_VALID] = "valid",
@@ -128,6 +151,13 @@ static field *field_for(nps_event_parser *parser, const char *name, size_t len)
                  .dim = -1,
                  .next = parser->buckets[bucket]};
     parser->buckets[bucket] = (uint8_t)parser->nfields;
+    if (len + 3 <= sizeof(f->pattern)) {
+        f->pattern[0] = '"';
+        memcpy(f->pattern + 1, name, len);
+        f->pattern[len + 1] = '"';
+        f->pattern[len + 2] = ':';
+        f->pattern_mask = (1u << (len + 3)) - 1;
+    }
     return f;
 }
 
@@ -152,6 +182,10 @@ nps_event_parser *nps_event_parser_new(const nps_views *views, size_t max_event_
     if (!parser->scratch)
         goto out_free_parser;
     parser->max_event_bytes = max_event_bytes;
+    parser->quotes = malloc(NPS_JSON_INDEX_WORDS(FAST_MAX_BYTES) * sizeof(uint64_t));
+    if (!parser->quotes)
+        goto out_free_scratch;
+    parser->fast = true;
     /* Most frequent keys first: the look-up is a short linear scan. */
     for (size_t i = 0; i < sizeof(contract_fields) / sizeof(contract_fields[0]); i++)
         field_for(parser, contract_fields[i].name, strlen(contract_fields[i].name))->roles |=
@@ -164,6 +198,8 @@ nps_event_parser *nps_event_parser_new(const nps_views *views, size_t max_event_
     }
     return parser;
 
+out_free_scratch:
+    free(parser->scratch);
 out_free_parser:
     free(parser);
 out_nomem:
@@ -175,8 +211,14 @@ void nps_event_parser_destroy(nps_event_parser *parser)
 {
     if (!parser)
         return;
+    free(parser->quotes);
     free(parser->scratch);
     free(parser);
+}
+
+void nps_event_parser_set_fast(nps_event_parser *parser, bool fast)
+{
+    parser->fast = fast;
 }
 
 /* The string's bytes, decoded when it holds escapes. */
@@ -378,18 +420,9 @@ static nps_invalid_reason apply_field(nps_event_parser *parser, const field *f,
     return NPS_VALID;
 }
 
-nps_invalid_reason nps_event_parse(nps_event_parser *parser, const char *msg, size_t len,
-                                   nps_event *ev, char *detail, size_t detail_size)
+/* An event with nothing set, before its fields are applied. */
+static void event_reset(nps_event_parser *parser, nps_event *ev)
 {
-    if (len > parser->max_event_bytes)
-        return invalid(detail, detail_size, NPS_INVALID_TOO_LARGE,
-                       "message of %zu bytes exceeds the limit of %zu", len,
-                       parser->max_event_bytes);
-    nps_json_iter it;
-    nps_json_err jerr = nps_json_object_open(&it, msg, len);
-    if (jerr != NPS_JSON_OK)
-        return invalid(detail, detail_size, NPS_INVALID_JSON, "%s at byte %zu",
-                       nps_json_strerror(jerr), nps_json_offset(&it));
     ev->has_ts = false;
     ev->sent = false;
     ev->score = -1;
@@ -399,6 +432,149 @@ nps_invalid_reason nps_event_parse(nps_event_parser *parser, const char *msg, si
     ev->comment = (nps_str){0};
     memset(ev->dims, 0, sizeof(ev->dims[0]) * (size_t)parser->ndims);
     parser->scratch_used = 0;
+}
+
+/* The fast path's answer when the message needs the scanner. */
+#define PLAIN_BAIL NPS_INVALID_REASONS
+
+/*
+ * The fast path, for the message producers send: one flat object without
+ * escapes or control bytes (nps_json_index_quotes), fields separated by
+ * nothing or spaces. Its fields go through apply_field as the scanner's
+ * do. It returns NPS_VALID with *ev filled, or PLAIN_BAIL for anything
+ * else: a nested value, whitespace other than spaces, an invalid field, a
+ * grammar error. The scanner then judges the message from the start and
+ * words the detail, so the two paths cannot disagree on a verdict; they
+ * must agree on the event, which tests/test_event_parse.c and the fuzz
+ * target check.
+ */
+static nps_invalid_reason plain_parse(nps_event_parser *parser, const char *msg, size_t len,
+                                      nps_event *ev)
+{
+    if (len > FAST_MAX_BYTES || !nps_json_index_quotes(msg, len, parser->quotes))
+        return PLAIN_BAIL;
+    const uint64_t *quotes = parser->quotes;
+    const char *end = msg + len;
+    size_t p = 0;
+#define SKIP_SPACES()                                                                              \
+    while (p < len && msg[p] == ' ')                                                               \
+    p++
+    SKIP_SPACES();
+    if (p >= len || msg[p] != '{')
+        return PLAIN_BAIL;
+    p++;
+    SKIP_SPACES();
+    bool has_score = false;
+    for (size_t position = 0;; position++) {
+        const field *f = NULL;
+        unsigned guess = position < SHAPE_MAX ? parser->shape[position] : 0;
+#ifdef __SSE2__
+        if (guess && len - p >= 16) {
+            /* `"name":` in one compare; the key then ends at its second
+             * quote, as there are no escapes */
+            const field *g = &parser->fields[guess - 1];
+            __m128i bytes = _mm_loadu_si128((const __m128i *)(const void *)(msg + p));
+            __m128i pattern = _mm_loadu_si128((const __m128i *)(const void *)g->pattern);
+            unsigned equal = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, pattern));
+            if ((equal & g->pattern_mask) == g->pattern_mask && g->pattern_mask) {
+                f = g;
+                p += g->len + 3;
+            }
+        }
+#endif
+        if (!f) {
+            if (p >= len || msg[p] != '"')
+                return PLAIN_BAIL; /* an empty object, too: it has no score */
+            size_t key_end = nps_json_next_quote(quotes, p + 1);
+            if (key_end >= len)
+                return PLAIN_BAIL;
+            f = lookup_field(parser, msg + p + 1, key_end - p - 1, end);
+            if (position < SHAPE_MAX)
+                parser->shape[position] = f ? (uint8_t)(f - parser->fields + 1) : 0;
+            p = key_end + 1;
+            SKIP_SPACES();
+            if (p >= len || msg[p] != ':')
+                return PLAIN_BAIL;
+            p++;
+        }
+        SKIP_SPACES();
+        if (p >= len)
+            return PLAIN_BAIL;
+        nps_json_value value = {.ptr = msg + p, .escaped = false};
+        char c = msg[p];
+        if (c == '"') {
+            size_t value_end = nps_json_next_quote(quotes, p + 1);
+            if (value_end >= len)
+                return PLAIN_BAIL;
+            value.type = NPS_JSON_STRING;
+            value.ptr++;
+            value.len = value_end - p - 1;
+            p = value_end + 1;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            const char *number_end = nps_json_scan_number(msg + p, end);
+            if (!number_end)
+                return PLAIN_BAIL;
+            value.type = NPS_JSON_NUMBER;
+            value.len = (size_t)(number_end - value.ptr);
+            p += value.len;
+        } else if (len - p >= 4 && memcmp(msg + p, "null", 4) == 0) {
+            value.type = NPS_JSON_NULL;
+            value.len = 4;
+            p += 4;
+        } else if (len - p >= 4 && memcmp(msg + p, "true", 4) == 0) {
+            value.type = NPS_JSON_TRUE;
+            value.len = 4;
+            p += 4;
+        } else if (len - p >= 5 && memcmp(msg + p, "false", 5) == 0) {
+            value.type = NPS_JSON_FALSE;
+            value.len = 5;
+            p += 5;
+        } else {
+            return PLAIN_BAIL;
+        }
+        if (f && apply_field(parser, f, &value, ev, &has_score, NULL, 0) != NPS_VALID)
+            return PLAIN_BAIL;
+        SKIP_SPACES();
+        if (p >= len)
+            return PLAIN_BAIL;
+        if (msg[p] == '}')
+            break;
+        if (msg[p] != ',')
+            return PLAIN_BAIL;
+        p++;
+        SKIP_SPACES();
+    }
+    p++;
+    SKIP_SPACES();
+#undef SKIP_SPACES
+    if (p != len)
+        return PLAIN_BAIL;
+    if (ev->sent) {
+        ev->score = -1; /* an invitation carries no score to count */
+        return NPS_VALID;
+    }
+    return has_score ? NPS_VALID : PLAIN_BAIL;
+}
+
+nps_invalid_reason nps_event_parse(nps_event_parser *parser, const char *msg, size_t len,
+                                   nps_event *ev, char *detail, size_t detail_size)
+{
+    if (len > parser->max_event_bytes)
+        return invalid(detail, detail_size, NPS_INVALID_TOO_LARGE,
+                       "message of %zu bytes exceeds the limit of %zu", len,
+                       parser->max_event_bytes);
+    event_reset(parser, ev);
+    if (parser->fast) {
+        nps_invalid_reason fast = plain_parse(parser, msg, len, ev);
+        if (fast != PLAIN_BAIL)
+            return fast;
+        event_reset(parser, ev);
+    }
+    nps_json_iter it;
+    nps_json_err jerr = nps_json_object_open(&it, msg, len);
+    if (jerr != NPS_JSON_OK)
+        return invalid(detail, detail_size, NPS_INVALID_JSON, "%s at byte %zu",
+                       nps_json_strerror(jerr), nps_json_offset(&it));
     bool has_score = false;
     nps_invalid_reason reason = NPS_VALID;
     nps_json_value key, value;

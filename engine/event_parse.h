@@ -58,6 +58,11 @@ nps_event_parser *nps_event_parser_new(const nps_views *views, size_t max_event_
                                        nps_error *err);
 void nps_event_parser_destroy(nps_event_parser *parser);
 
+/* Whether the parser tries its fast path (on by default) before the
+ * general scanner; both give the same result on every message, which the
+ * tests check by turning it off. */
+void nps_event_parser_set_fast(nps_event_parser *parser, bool fast);
+
 /* Parse one message. On NPS_VALID, *event is filled. Otherwise, when
  * detail is not NULL, it receives a one-line explanation. */
 nps_invalid_reason nps_event_parse(nps_event_parser *parser, const char *msg, size_t len,

@@ -224,43 +224,12 @@ static inline bool is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
-/* -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)? */
 static const char *scan_number(const char *p, const char *end, nps_json_err *err)
 {
-    if (p < end && *p == '-')
-        p++;
-    if (p >= end || !is_digit(*p))
-        goto bad;
-    if (*p == '0') {
-        p++;
-    } else {
-        while (p < end && is_digit(*p))
-            p++;
-    }
-    if (p < end && *p == '.') {
-        p++;
-        if (p >= end || !is_digit(*p))
-            goto bad;
-        while (p < end && is_digit(*p))
-            p++;
-    }
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        p++;
-        if (p < end && (*p == '+' || *p == '-'))
-            p++;
-        if (p >= end || !is_digit(*p))
-            goto bad;
-        while (p < end && is_digit(*p))
-            p++;
-    }
-    /* A number must end at a delimiter: "1x" or "01" is not JSON. */
-    if (p < end && !(*p == ',' || *p == '}' || *p == ']' || *p == ' ' || *p == '\n' || *p == '\r' ||
-                     *p == '\t'))
-        goto bad;
-    return p;
-bad:
-    *err = NPS_JSON_BAD_NUMBER;
-    return NULL;
+    const char *q = nps_json_scan_number(p, end);
+    if (!q)
+        *err = NPS_JSON_BAD_NUMBER;
+    return q;
 }
 
 static const char *scan_literal(const char *p, const char *end, const char *word, size_t n,
@@ -602,9 +571,55 @@ size_t nps_json_utf8_sequence(const char *p, size_t avail)
     return next ? (size_t)(next - p) : 0;
 }
 
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* The value of eight ASCII digits (the first, most significant, in the low
+ * byte), combined pairwise: 8 x 1 digit, 4 x 2, 2 x 4, 1 x 8. False when a
+ * byte is not a digit. */
+static inline bool eight_digits(uint64_t chunk, uint64_t *value)
+{
+    uint64_t d = chunk - 0x3030303030303030ULL;
+    /* a byte below '0' sets its high bit in d, one above '9' in the sum */
+    if (((chunk + 0x4646464646464646ULL) | d) & 0x8080808080808080ULL)
+        return false;
+    d = (d * 10 + (d >> 8)) & 0x00ff00ff00ff00ffULL;          /* 2-digit lanes */
+    d = (d * 100 + (d >> 16)) & 0x0000ffff0000ffffULL;        /* 4-digit lanes */
+    *value = (d * 10000 + (d >> 32)) & 0x00000000ffffffffULL; /* 8 digits */
+    return true;
+}
+
+/* 8 to 15 plain digits without a loop's chain of multiplies: the first
+ * eight, then the eight ending at len with those already read turned into
+ * leading zeros. */
+static bool plain_digits(const char *lit, size_t len, int64_t *out)
+{
+    static const uint64_t pow10[9] = {1,      10,      100,      1000,     10000,
+                                      100000, 1000000, 10000000, 100000000};
+    uint64_t head, tail, chunk;
+    memcpy(&chunk, lit, 8);
+    if (!eight_digits(chunk, &head))
+        return false;
+    size_t rest = len - 8;
+    if (rest == 0) {
+        *out = (int64_t)head;
+        return true;
+    }
+    memcpy(&chunk, lit + len - 8, 8);
+    uint64_t seen = ((uint64_t)1 << (8 * (8 - rest))) - 1; /* rest < 8 */
+    chunk = (chunk & ~seen) | (0x3030303030303030ULL & seen);
+    if (!eight_digits(chunk, &tail))
+        return false;
+    *out = (int64_t)(head * pow10[rest] + tail);
+    return true;
+}
+#endif
+
 bool nps_json_number_integral(const char *lit, size_t len, int64_t *out)
 {
     const char *p = lit, *end = lit + len;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (len >= 8 && len < 16 && plain_digits(lit, len, out))
+        return true; /* millisecond timestamps */
+#endif
     /* Fast path: plain digits that cannot overflow (scores, timestamps). */
     if (len && len <= 18 && is_digit(lit[0])) {
         int64_t v = 0;
@@ -712,4 +727,93 @@ bool nps_json_number_integral(const char *lit, size_t len, int64_t *out)
         *out = (int64_t)magnitude;
     }
     return true;
+}
+
+/* Every byte >= 0x80 of the text starts a well-formed UTF-8 sequence or
+ * continues one. */
+static bool utf8_well_formed(const char *p, const char *end)
+{
+    while (p < end) {
+#ifdef __SSE2__
+        while (end - p >= 16) {
+            __m128i bytes = _mm_loadu_si128((const __m128i *)(const void *)p);
+            unsigned high = (unsigned)_mm_movemask_epi8(bytes);
+            if (high) {
+                p += __builtin_ctz(high);
+                break;
+            }
+            p += 16;
+        }
+#endif
+        while (p < end && (unsigned char)*p < 0x80)
+            p++;
+        if (p >= end)
+            return true;
+        nps_json_err err;
+        p = scan_utf8(p, end, &err);
+        if (!p)
+            return false;
+    }
+    return true;
+}
+
+#ifdef __SSE2__
+/* Quotes of the 16 bytes at p as a mask; `stop` collects backslashes and
+ * bytes 0x00..0x1f, `top` the bytes' high bits (>= 0x80). */
+static inline unsigned index_chunk(const char *p, __m128i *stop, __m128i *top)
+{
+    __m128i bytes = _mm_loadu_si128((const __m128i *)(const void *)p);
+    /* signed compares: "< 0x20" but not "< 0" */
+    __m128i control = _mm_andnot_si128(_mm_cmplt_epi8(bytes, _mm_setzero_si128()),
+                                       _mm_cmplt_epi8(bytes, _mm_set1_epi8(0x20)));
+    *stop = _mm_or_si128(*stop, _mm_or_si128(_mm_cmpeq_epi8(bytes, _mm_set1_epi8('\\')), control));
+    *top = _mm_or_si128(*top, bytes);
+    return (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, _mm_set1_epi8('"')));
+}
+#endif
+
+bool nps_json_index_quotes(const char *json, size_t len, uint64_t *quotes)
+{
+    size_t words = 0; /* written so far */
+#ifdef __SSE2__
+    if (len >= 16) {
+        __m128i stop = _mm_setzero_si128(), top = _mm_setzero_si128();
+        uint64_t word = 0;
+        size_t at = 0;
+        for (; at + 16 <= len; at += 16) {
+            word |= (uint64_t)index_chunk(json + at, &stop, &top) << (at % 64);
+            if (at % 64 == 48) {
+                quotes[words++] = word;
+                word = 0;
+            }
+        }
+        if (at < len) {
+            /* the last bytes, read as the 16 ending at len: those before
+             * `at` were looked at already and are shifted out */
+            unsigned mask = index_chunk(json + len - 16, &stop, &top) >> (16 - (len - at));
+            word |= (uint64_t)mask << (at % 64);
+        }
+        if (words * 64 < len) /* the word of the last bytes */
+            quotes[words++] = word;
+        if (_mm_movemask_epi8(stop))
+            return false;
+        bool high = _mm_movemask_epi8(top) != 0;
+        while (words <= len / 64)
+            quotes[words++] = 0;
+        quotes[words] = ~(uint64_t)0;
+        return !high || utf8_well_formed(json, json + len);
+    }
+#endif
+    bool high = false;
+    for (size_t w = 0; w <= len / 64 + 1; w++)
+        quotes[w] = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)json[i];
+        if (c == '\\' || c < 0x20)
+            return false;
+        high |= c >= 0x80;
+        quotes[i / 64] |= (uint64_t)(c == '"') << (i % 64);
+    }
+    quotes[len / 64 + 1] = ~(uint64_t)0;
+    return !high || utf8_well_formed(json, json + len);
 }

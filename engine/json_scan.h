@@ -106,4 +106,75 @@ bool nps_json_is_number(const char *text, size_t len);
  * `avail` bytes at p, whose first byte is >= 0x80; 0 when there is none. */
 size_t nps_json_utf8_sequence(const char *p, size_t avail);
 
+/* The end of the JSON number literal at p, or NULL when the text there is
+ * not one: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?, ended by
+ * the end of the text or a delimiter (",", "}", "]", whitespace), so "1x"
+ * and "01" are not numbers. Inline: the event parser's fast path calls it
+ * once per number. */
+static inline const char *nps_json_scan_number(const char *p, const char *end)
+{
+#define NPS_JSON_DIGIT(c) ((c) >= '0' && (c) <= '9')
+    if (p < end && *p == '-')
+        p++;
+    if (p >= end || !NPS_JSON_DIGIT(*p))
+        return NULL;
+    if (*p == '0') {
+        p++;
+    } else {
+        while (p < end && NPS_JSON_DIGIT(*p))
+            p++;
+    }
+    if (p < end && *p == '.') {
+        p++;
+        if (p >= end || !NPS_JSON_DIGIT(*p))
+            return NULL;
+        while (p < end && NPS_JSON_DIGIT(*p))
+            p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        if (p >= end || !NPS_JSON_DIGIT(*p))
+            return NULL;
+        while (p < end && NPS_JSON_DIGIT(*p))
+            p++;
+    }
+#undef NPS_JSON_DIGIT
+    if (p < end && !(*p == ',' || *p == '}' || *p == ']' || *p == ' ' || *p == '\n' || *p == '\r' ||
+                     *p == '\t'))
+        return NULL;
+    return p;
+}
+
+/*
+ * A quote index, for parsers that take the common message fast: one
+ * without escapes or control bytes, whose quotes are then exactly its
+ * string delimiters, so a string ends at the next quote and is valid as
+ * it stands.
+ *
+ * nps_json_index_quotes sets bit i % 64 of quotes[i / 64] when byte i is
+ * a quote, for the NPS_JSON_INDEX_WORDS(len) words the caller provides
+ * (the last is a sentinel, all ones, so nps_json_next_quote always stops:
+ * at len or past it when no quote is left). It returns false, and the
+ * index must not be used, when the message holds a backslash, a byte below
+ * 0x20 (whitespace other than spaces included), or bytes >= 0x80 that are
+ * not well-formed UTF-8 (RFC 3629): such a message needs the scanner above.
+ * Non-ASCII text passes when it is well-formed, wherever it stands: outside
+ * strings the caller's grammar checks reject it as the scanner would.
+ */
+#define NPS_JSON_INDEX_WORDS(len) ((len) / 64 + 2)
+bool nps_json_index_quotes(const char *json, size_t len, uint64_t *quotes);
+
+/* The position of the first quote at or after `from` (<= len), or a
+ * position >= len when there is none. */
+static inline size_t nps_json_next_quote(const uint64_t *quotes, size_t from)
+{
+    size_t word = from / 64;
+    uint64_t bits = quotes[word] & (~(uint64_t)0 << (from % 64));
+    while (!bits)
+        bits = quotes[++word];
+    return word * 64 + (size_t)__builtin_ctzll(bits);
+}
+
 #endif

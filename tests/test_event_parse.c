@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "event_gen.h"
 #include "event_parse.h"
 
 /* 2025-11-22T08:26:40.123Z, as `date -u -d @1763800000` confirms. */
@@ -652,4 +653,206 @@ Test(event_parse, detail_is_one_printable_line)
     strcat(msg, "\"}");
     cr_expect_eq(parse(msg, &ev), NPS_INVALID_SCORE);
     cr_expect(printable_utf8(detail), "detail: %s", detail);
+}
+
+/* The fast path (flat, escape-free messages) and the general scanner must
+ * give the same verdict, the same detail and the same event on every
+ * message: generated events, valid and invalid, and mutations of them
+ * that move a message across the fast path's edges (spaces, escapes,
+ * control bytes, UTF-8, nesting, truncation). */
+static bool same_str(nps_str a, nps_str b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+static void expect_same_parse(nps_event_parser *slow, const char *msg, size_t len)
+{
+    char *copy = malloc(len ? len : 1);
+    cr_assert_not_null(copy);
+    memcpy(copy, msg, len);
+    nps_event fast_ev, slow_ev;
+    char fast_detail[256] = "", slow_detail[256] = "";
+    nps_invalid_reason fast =
+        nps_event_parse(parser, copy, len, &fast_ev, fast_detail, sizeof(fast_detail));
+    nps_invalid_reason general =
+        nps_event_parse(slow, copy, len, &slow_ev, slow_detail, sizeof(slow_detail));
+    cr_assert_eq(fast, general, "verdicts %s and %s on %.*s", nps_invalid_reason_name(fast),
+                 nps_invalid_reason_name(general), (int)len, msg);
+    if (fast != NPS_VALID) {
+        cr_assert_str_eq(fast_detail, slow_detail, "on %.*s", (int)len, msg);
+    } else {
+        cr_assert_eq(fast_ev.score, slow_ev.score, "on %.*s", (int)len, msg);
+        cr_assert_eq(fast_ev.sent, slow_ev.sent);
+        cr_assert_eq(fast_ev.has_ts, slow_ev.has_ts, "on %.*s", (int)len, msg);
+        if (fast_ev.has_ts)
+            cr_assert_eq(fast_ev.ts_ms, slow_ev.ts_ms, "on %.*s", (int)len, msg);
+        cr_assert_eq(fast_ev.has_value, slow_ev.has_value);
+        cr_assert_eq(fast_ev.value_cents, slow_ev.value_cents, "on %.*s", (int)len, msg);
+        cr_assert(same_str(fast_ev.id, slow_ev.id), "on %.*s", (int)len, msg);
+        cr_assert(same_str(fast_ev.comment, slow_ev.comment), "on %.*s", (int)len, msg);
+        for (int d = 0; d < views.ndims; d++)
+            cr_assert(same_str(fast_ev.dims[d], slow_ev.dims[d]), "dimension %d on %.*s", d,
+                      (int)len, msg);
+    }
+    free(copy);
+}
+
+Test(event_parse, fast_path_agrees_with_scanner, .timeout = 120)
+{
+    static const char *const inserts[] = {
+        " ",
+        "  ",
+        "\"",
+        "\\",
+        "\\n",
+        "\n",
+        "\t",
+        ",",
+        ":",
+        "{",
+        "}",
+        "[1]",
+        "0",
+        "-",
+        ".5",
+        "e9",
+        "\xc3\xa9",
+        "\xe2\x82\xac",
+        "\x80",
+        "\xff",
+        "\xed\xa0\x80",
+        "\x01",
+        "null",
+        "true",
+        "{\"a\":1}",
+        "9.0",
+        "\"ts\":",
+        "\"score\":7,",
+    };
+    const size_t ninserts = sizeof(inserts) / sizeof(inserts[0]);
+    nps_error err = {{0}};
+    nps_event_parser *slow = nps_event_parser_new(&views, 65536, &err);
+    cr_assert_not_null(slow, "%s", err.msg);
+    nps_event_parser_set_fast(slow, false);
+    nps_gen_options options = {
+        .seed = 7, .now_ms = EXAMPLE_TS_MS, .invalid_share = 0.3, .duplicate_share = 0.05};
+    nps_gen *gen = nps_gen_new(&options, &err);
+    cr_assert_not_null(gen, "%s", err.msg);
+    char msg[1024], key[128], mutated[1200];
+    for (int i = 0; i < 40000; i++) {
+        size_t len = nps_gen_next(gen, msg, sizeof(msg) - 1, key, sizeof(key));
+        cr_assert_gt(len, 0);
+        expect_same_parse(slow, msg, len);
+        /* one edit: insert, replace or delete at a random place, or cut */
+        uint64_t r = nps_gen_random(gen);
+        size_t at = (size_t)(r % (len + 1));
+        const char *ins = inserts[(r >> 16) % ninserts];
+        size_t ins_len = strlen(ins);
+        size_t n = 0;
+        switch ((r >> 32) % 4) {
+        case 0: /* insert */
+            memcpy(mutated, msg, at);
+            memcpy(mutated + at, ins, ins_len);
+            memcpy(mutated + at + ins_len, msg + at, len - at);
+            n = len + ins_len;
+            break;
+        case 1: /* replace one byte with the insert's */
+            memcpy(mutated, msg, len);
+            if (at < len)
+                mutated[at] = ins[0];
+            n = len;
+            break;
+        case 2: /* delete one byte */
+            memcpy(mutated, msg, len);
+            if (at < len) {
+                memmove(mutated + at, mutated + at + 1, len - at - 1);
+                n = len - 1;
+            } else {
+                n = len;
+            }
+            break;
+        default: /* cut */
+            memcpy(mutated, msg, at);
+            n = at;
+            break;
+        }
+        expect_same_parse(slow, mutated, n);
+    }
+    /* messages composed of random fields and values, each kind of value
+     * under each key the parser knows */
+    static const char *const keys[] = {"score",    "ts",      "type",    "id",
+                                       "value",    "comment", "channel", "survey",
+                                       "age_band", "region",  "other"};
+    static const char *const values[] = {"9",
+                                         "0",
+                                         "10",
+                                         "11",
+                                         "-1",
+                                         "9.0",
+                                         "9.5",
+                                         "90e-1",
+                                         "1e1",
+                                         "-0",
+                                         "1763800000123",
+                                         "176380000012",
+                                         "17638000001234",
+                                         "1763800000123.0",
+                                         "123456789012345678",
+                                         "12345678",
+                                         "1234567x",
+                                         "1522.4",
+                                         "0.005",
+                                         "1e12",
+                                         "1e13",
+                                         "\"9\"",
+                                         "\"response\"",
+                                         "\"sent\"",
+                                         "\"2025-11-22T08:26:40.123Z\"",
+                                         "\"2025-11-22T08:26:40+01:00\"",
+                                         "\"\"",
+                                         "\"web\"",
+                                         "\"caf\xc3\xa9\"",
+                                         "\"a\\\"b\"",
+                                         "null",
+                                         "true",
+                                         "false",
+                                         "[]",
+                                         "{}",
+                                         "[1,{\"a\":[2]}]",
+                                         "01",
+                                         "1.",
+                                         "-",
+                                         "\"\x01\"",
+                                         "\"\xc3\""};
+    const size_t nkeys = sizeof(keys) / sizeof(keys[0]);
+    const size_t nvalues = sizeof(values) / sizeof(values[0]);
+    for (int i = 0; i < 40000; i++) {
+        uint64_t r = nps_gen_random(gen);
+        int nfields = (int)(r % 6);
+        size_t n = 0;
+        mutated[n++] = '{';
+        for (int f = 0; f < nfields; f++) {
+            uint64_t q = nps_gen_random(gen);
+            const char *space = (q >> 40) % 5 == 0 ? " " : "";
+            n += (size_t)snprintf(mutated + n, sizeof(mutated) - n, "%s%s\"%s\"%s:%s%s",
+                                  f ? "," : "", space, keys[q % nkeys], space,
+                                  values[(q >> 8) % nvalues], space);
+        }
+        /* usually a valid score, so that the other fields decide */
+        if ((r >> 8) % 4)
+            n += (size_t)snprintf(mutated + n, sizeof(mutated) - n, "%s\"score\":%d",
+                                  nfields ? "," : "", (int)((r >> 16) % 11));
+        mutated[n++] = '}';
+        expect_same_parse(slow, mutated, n);
+    }
+    /* spaces everywhere JSON allows them, which the fast path takes */
+    const char *spaced = " { \"score\" : 9 , \"ts\" : 1763800000123 , \"channel\" : \"web\" ,"
+                         " \"extra\" : [ 1 , 2 ] , \"x\" : null , \"y\" : true } ";
+    expect_same_parse(slow, spaced, strlen(spaced));
+    const char *flat_spaced =
+        " { \"score\" : 9 , \"ts\" : 1763800000123 , \"channel\" : \"w\xc3\xa9\" ,"
+        " \"x\" : null , \"y\" : false , \"z\" : -0.5e-3 } ";
+    expect_same_parse(slow, flat_spaced, strlen(flat_spaced));
+    nps_gen_destroy(gen);
+    nps_event_parser_destroy(slow);
 }

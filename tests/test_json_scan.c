@@ -816,3 +816,101 @@ Test(json_scan, differential_against_yajl, .timeout = 300)
     cr_expect_gt(accepted, 5000);
     cr_expect_gt(compared - accepted, 5000);
 }
+
+/* Plain digit strings of every length a timestamp or score takes (the
+ * 8..15-digit ones go through eight digits at a time), against strtoll,
+ * and each with a fraction inserted, which makes it not integral. */
+Test(json_scan, number_integral_plain_digits)
+{
+    uint64_t state = 42;
+    char lit[24];
+    for (int i = 0; i < 200000; i++) {
+        state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+        size_t len = 1 + (size_t)((state >> 33) % 18);
+        uint64_t digits = state;
+        for (size_t k = 0; k < len; k++) {
+            digits = digits * 6364136223846793005ULL + 1442695040888963407ULL;
+            lit[k] = (char)('0' + (digits >> 40) % 10);
+        }
+        if (len > 1 && lit[0] == '0')
+            lit[0] = '1'; /* JSON has no leading zeros */
+        lit[len] = '\0';
+        int64_t v = -1;
+        cr_assert(integral(lit, &v), "%s not integral", lit);
+        cr_assert_eq(v, strtoll(lit, NULL, 10), "%s gave %" PRId64, lit, v);
+        /* a fraction or exponent anywhere past the first digit */
+        size_t at = 1 + (size_t)((state >> 20) % len);
+        if (at < len) {
+            char edited[32];
+            memcpy(edited, lit, at);
+            edited[at] = '.';
+            edited[at + 1] = '5';
+            memcpy(edited + at + 2, lit + at, len - at + 1);
+            cr_assert_not(integral(edited, &v), "%s integral (%" PRId64 ")", edited, v);
+        }
+    }
+}
+
+/* The quote index against a byte-by-byte reference, at every length up to
+ * a few blocks and for texts with and without the bytes that disqualify a
+ * message (so reads past the end and the tail handling are exercised). */
+Test(json_scan, index_quotes_matches_reference)
+{
+    static const char alphabet[] = {'"',    'a',    ' ',    ':',    ',',    '{',
+                                    '}',    '1',    '\\',   '\n',   '\x01', '\xc3',
+                                    '\xa9', '\x80', '\xe2', '\x82', '\xac', '\xff'};
+    uint64_t state = 7;
+    for (size_t len = 0; len <= 260; len++) {
+        for (int round = 0; round < 60; round++) {
+            char *text = malloc(len ? len : 1);
+            cr_assert_not_null(text);
+            /* rounds 0..19: ASCII without special bytes, 20..39 with
+             * UTF-8, 40..59 with anything */
+            size_t span = round < 20 ? 8 : round < 40 ? 8 : sizeof(alphabet);
+            for (size_t i = 0; i < len; i++) {
+                state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+                size_t pick = (size_t)((state >> 33) % span);
+                if (round >= 20 && round < 40 && (state >> 50) % 16 == 0 && i + 2 <= len) {
+                    text[i++] = '\xc3'; /* é */
+                    text[i] = '\xa9';
+                    continue;
+                }
+                text[i] = alphabet[pick];
+            }
+            uint64_t quotes[NPS_JSON_INDEX_WORDS(260)];
+            bool ok = nps_json_index_quotes(text, len, quotes);
+            bool special = false;
+            for (size_t i = 0; i < len; i++)
+                special |= text[i] == '\\' || (unsigned char)text[i] < 0x20;
+            bool utf8_ok = true;
+            for (size_t i = 0; i < len;) {
+                if ((unsigned char)text[i] < 0x80) {
+                    i++;
+                    continue;
+                }
+                size_t n = nps_json_utf8_sequence(text + i, len - i);
+                if (!n) {
+                    utf8_ok = false;
+                    break;
+                }
+                i += n;
+            }
+            cr_assert_eq(ok, !special && utf8_ok, "length %zu round %d", len, round);
+            if (!ok) {
+                free(text);
+                continue;
+            }
+            for (size_t from = 0; from <= len; from++) {
+                size_t want = from;
+                while (want < len && text[want] != '"')
+                    want++;
+                size_t got = nps_json_next_quote(quotes, from);
+                if (want == len)
+                    cr_assert_geq(got, len, "length %zu from %zu", len, from);
+                else
+                    cr_assert_eq(got, want, "length %zu from %zu", len, from);
+            }
+            free(text);
+        }
+    }
+}

@@ -18,7 +18,8 @@
  *    longer than the message (or than an int64 in decimal);
  *  - parsing is a function of the bytes: the same parser twice and a
  *    parser whose limit (so its scratch) is exactly the message's size
- *    give the same event; a parser with other dimensions agrees on score,
+ *    and that takes no fast path give the same event (or, when invalid,
+ *    the same detail); a parser with other dimensions agrees on score,
  *    type, ts and value; a parser whose limit is below the size says
  *    too_large;
  *  - the shard gives the parser's verdict, or `future` exactly when the
@@ -201,14 +202,24 @@ static bool events_equal(const nps_event *a, const nps_event *b, int ndims)
 }
 
 /* The same bytes again, through a parser whose scratch is exactly the
- * message's size and through the first parser with a short detail
- * buffer whose bytes past detail_size must stay untouched. */
+ * message's size and that takes no fast path (the same verdict, detail
+ * and event as the fast path's), and through the first parser with a
+ * short detail buffer whose bytes past detail_size must stay untouched. */
 static void check_repeatable(const char *msg, size_t len, nps_invalid_reason reason)
 {
     int ndims = fuzz.config.views.ndims;
     nps_event exact_ev, again_ev;
     nps_event_parser *exact = new_parser(&fuzz.config.views, len ? len : 1);
-    require(nps_event_parse(exact, msg, len, &exact_ev, NULL, 0) == reason);
+    nps_event_parser_set_fast(exact, false);
+    char exact_detail[FUZZ_DETAIL], fast_detail[FUZZ_DETAIL];
+    require(nps_event_parse(exact, msg, len, &exact_ev, exact_detail, sizeof(exact_detail)) ==
+            reason);
+    require(nps_event_parse(fuzz.parser, msg, len, &again_ev, fast_detail, sizeof(fast_detail)) ==
+            reason);
+    if (reason == NPS_VALID)
+        require(events_equal(&exact_ev, &again_ev, ndims));
+    else
+        require(strcmp(exact_detail, fast_detail) == 0);
 
     char detail[16];
     size_t detail_size = len % 8;
