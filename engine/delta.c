@@ -12,6 +12,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #define INITIAL_SLOTS 1024u
 
@@ -41,6 +42,7 @@ static bool view_alloc(nps_delta_view *dv)
 
 static void view_free(nps_delta_view *dv)
 {
+    free(dv->entries);
     free(dv->segment_slots);
     free(dv->cell_slots);
     free(dv->segments);
@@ -74,6 +76,11 @@ void nps_delta_destroy(nps_delta *delta)
         return;
     for (int v = 0; v < delta->nviews; v++)
         view_free(&delta->views[v]);
+    for (int d = 0; d < NPS_MAX_DIMS; d++) {
+        free(delta->dims[d].slots);
+        free(delta->dims[d].values);
+        free(delta->dims[d].text);
+    }
     free(delta->partitions);
     free(delta->detractors);
     free(delta->dedup_records);
@@ -91,8 +98,17 @@ void nps_delta_clear(nps_delta *delta)
             memset(dv->cell_slots, 0, ((size_t)dv->cell_slots_mask + 1) * sizeof(uint32_t));
         if (dv->ntheme_cells)
             memset(dv->theme_slots, 0, ((size_t)dv->theme_slots_mask + 1) * sizeof(uint32_t));
-        dv->nsegments = dv->ncells = dv->arena_len = dv->ntheme_cells = 0;
+        if (dv->nentries)
+            for (uint32_t i = 0; i <= dv->entries_mask; i++)
+                dv->entries[i].segment = NPS_SEGMENT_NONE;
+        dv->nsegments = dv->ncells = dv->arena_len = dv->ntheme_cells = dv->nentries = 0;
         dv->overflow_segment = NPS_SEGMENT_NONE;
+    }
+    for (int d = 0; d < NPS_MAX_DIMS; d++) {
+        nps_delta_dim *dd = &delta->dims[d];
+        if (dd->nvalues)
+            memset(dd->slots, 0, ((size_t)dd->slots_mask + 1) * sizeof(uint32_t));
+        dd->nvalues = dd->text_len = 0;
     }
     delta->messages = delta->counted = delta->late = delta->overflowed = 0;
     delta->duplicates = 0;
@@ -267,14 +283,14 @@ bool nps_delta_set_partition(nps_delta *delta, int32_t partition, int64_t next_o
 
 /* Double a slot table and re-insert every entry. Cold: amortized. */
 static bool rehash(uint32_t **slots, uint32_t *mask, uint32_t count,
-                   uint64_t (*hash_of)(const nps_delta_view *, uint32_t), const nps_delta_view *dv)
+                   uint64_t (*hash_of)(const void *, uint32_t), const void *table)
 {
     uint32_t new_mask = *mask * 2 + 1;
     uint32_t *fresh = calloc((size_t)new_mask + 1, sizeof(uint32_t));
     if (!fresh)
         return false;
     for (uint32_t i = 0; i < count; i++) {
-        uint32_t at = (uint32_t)hash_of(dv, i) & new_mask;
+        uint32_t at = (uint32_t)hash_of(table, i) & new_mask;
         while (fresh[at])
             at = (at + 1) & new_mask;
         fresh[at] = i + 1;
@@ -285,9 +301,9 @@ static bool rehash(uint32_t **slots, uint32_t *mask, uint32_t count,
     return true;
 }
 
-static uint64_t segment_hash(const nps_delta_view *dv, uint32_t i)
+static uint64_t segment_hash(const void *table, uint32_t i)
 {
-    return dv->segments[i].hash;
+    return ((const nps_delta_view *)table)->segments[i].hash;
 }
 
 static inline uint64_t cell_key_hash(uint32_t segment, int64_t pane)
@@ -295,8 +311,9 @@ static inline uint64_t cell_key_hash(uint32_t segment, int64_t pane)
     return mix64(((uint64_t)segment << 40) ^ (uint64_t)pane);
 }
 
-static uint64_t cell_hash(const nps_delta_view *dv, uint32_t i)
+static uint64_t cell_hash(const void *table, uint32_t i)
 {
+    const nps_delta_view *dv = table;
     return cell_key_hash(dv->cells[i].key.segment, dv->cells[i].key.pane);
 }
 
@@ -308,6 +325,36 @@ static uint32_t tuple_len_of(const nps_view *view, const nps_str *dims)
     return len;
 }
 
+/* memcmp(a, b, len) == 0 for the short strings of dimension values,
+ * inline: two overlapping loads from each end, never past it. */
+static inline bool bytes_equal(const char *a, const char *b, size_t len)
+{
+    uint64_t x, y;
+    if (len >= 8) {
+        for (; len > 8; len -= 8, a += 8, b += 8) {
+            memcpy(&x, a, 8);
+            memcpy(&y, b, 8);
+            if (x != y)
+                return false;
+        }
+        memcpy(&x, a + len - 8, 8);
+        memcpy(&y, b + len - 8, 8);
+        return x == y;
+    }
+    if (len >= 4) {
+        uint32_t s, t, w, z;
+        memcpy(&s, a, 4);
+        memcpy(&t, b, 4);
+        memcpy(&w, a + len - 4, 4);
+        memcpy(&z, b + len - 4, 4);
+        return s == t && w == z;
+    }
+    for (size_t i = 0; i < len; i++)
+        if (a[i] != b[i])
+            return false;
+    return true;
+}
+
 static bool tuple_equal(const nps_delta_view *dv, const nps_delta_segment *seg,
                         const nps_view *view, const nps_str *dims)
 {
@@ -316,7 +363,7 @@ static bool tuple_equal(const nps_delta_view *dv, const nps_delta_segment *seg,
         const nps_str *value = &dims[view->dim[i]];
         uint32_t len;
         memcpy(&len, p, 4);
-        if (len != value->len || (len && memcmp(p + 4, value->ptr, len) != 0))
+        if (len != value->len || !bytes_equal(p + 4, value->ptr, len))
             return false;
         p += 4 + len;
     }
@@ -355,11 +402,13 @@ uint64_t nps_delta_segment_hash(const nps_views *views, int view, const uint64_t
 }
 
 uint32_t nps_delta_segment_for(nps_delta *delta, const nps_views *views, int view,
-                               const nps_str *dims, const uint64_t *dim_hashes,
-                               uint32_t max_segments)
+                               const nps_str *dims, const uint32_t *ids, uint32_t max_segments)
 {
     nps_delta_view *dv = &delta->views[view];
     const nps_view *v = &views->views[view];
+    uint64_t dim_hashes[NPS_MAX_DIMS];
+    for (int i = 0; i < v->ndims; i++)
+        dim_hashes[v->dim[i]] = delta->dims[v->dim[i]].values[ids[v->dim[i]]].hash;
     uint64_t hash = nps_delta_segment_hash(views, view, dim_hashes);
     uint32_t at = (uint32_t)hash & dv->segment_slots_mask;
     for (uint32_t slot; (slot = dv->segment_slots[at]) != 0;
@@ -400,6 +449,197 @@ uint32_t nps_delta_segment_for(nps_delta *delta, const nps_views *views, int vie
     return index;
 }
 
+/* The exact key of a value of up to 16 bytes: its bytes as two words,
+ * read from both ends (overlapping), never past the end. With the length
+ * it identifies the value. */
+static inline void value_key(const char *p, size_t len, uint64_t key[2])
+{
+    uint64_t a = 0, b = 0;
+    if (len >= 8) {
+        memcpy(&a, p, 8);
+        memcpy(&b, p + len - 8, 8);
+    } else if (len >= 4) {
+        uint32_t head, tail;
+        memcpy(&head, p, 4);
+        memcpy(&tail, p + len - 4, 4);
+        a = head | (uint64_t)tail << 32;
+    } else if (len) {
+        a = (uint64_t)(unsigned char)p[0] | (uint64_t)(unsigned char)p[len / 2] << 8 |
+            (uint64_t)(unsigned char)p[len - 1] << 16;
+    }
+    key[0] = a;
+    key[1] = b;
+}
+
+/* One multiply: the tables are small and probed linearly. */
+static inline uint64_t value_slot_hash(const uint64_t key[2], uint32_t len)
+{
+    /* key[1] rotated: for 8 bytes it equals key[0] */
+    uint64_t tail = key[1] << 31 | key[1] >> 33;
+    return ((key[0] ^ tail ^ len) * 0x9e3779b97f4a7c15ULL) >> 32;
+}
+
+static uint64_t value_hash(const void *table, uint32_t i)
+{
+    const nps_delta_value *value = &((const nps_delta_dim *)table)->values[i];
+    return value_slot_hash(value->key, value->len);
+}
+
+/* A value new to the delta: cold (once per distinct value and batch). */
+static uint32_t add_value(nps_delta_dim *dd, uint32_t *slot, const uint64_t key[2], const char *p,
+                          size_t len)
+{
+    if (dd->nvalues == dd->values_cap &&
+        !grow_array((void **)&dd->values, &dd->values_cap, sizeof(nps_delta_value), 64))
+        return UINT32_MAX;
+    uint32_t text_offset = 0;
+    if (len > 16) {
+        while (dd->text_len + len > dd->text_cap)
+            if (!grow_array((void **)&dd->text, &dd->text_cap, 1, 4096))
+                return UINT32_MAX;
+        text_offset = dd->text_len;
+        memcpy(dd->text + text_offset, p, len);
+        dd->text_len += (uint32_t)len;
+    }
+    uint32_t id = dd->nvalues++;
+    dd->values[id] = (nps_delta_value){
+        .key = {key[0], key[1]},
+        .len = (uint32_t)len,
+        .text_offset = text_offset,
+        .hash = len > 16 ? key[0] : XXH3_64bits(p, len),
+    };
+    *slot = id + 1;
+    if (dd->nvalues * 2 > dd->slots_mask &&
+        !rehash(&dd->slots, &dd->slots_mask, dd->nvalues, value_hash, dd))
+        return UINT32_MAX;
+    return id;
+}
+
+static inline uint32_t intern_value(nps_delta_dim *dd, const char *p, size_t len)
+{
+    uint64_t key[2];
+    if (len <= 16) {
+        value_key(p, len, key);
+    } else {
+        key[0] = XXH3_64bits(p, len);
+        key[1] = 0;
+    }
+    if (!dd->slots) { /* the first value of this dimension in the delta's life */
+        dd->slots = calloc(64, sizeof(uint32_t));
+        if (!dd->slots)
+            return UINT32_MAX;
+        dd->slots_mask = 63;
+    }
+    uint32_t at = (uint32_t)value_slot_hash(key, (uint32_t)len) & dd->slots_mask;
+    for (uint32_t slot; (slot = dd->slots[at]) != 0; at = (at + 1) & dd->slots_mask) {
+        const nps_delta_value *value = &dd->values[slot - 1];
+        if (value->key[0] == key[0] && value->key[1] == key[1] && value->len == len &&
+            (len <= 16 || bytes_equal(dd->text + value->text_offset, p, len)))
+            return slot - 1;
+    }
+    return add_value(dd, &dd->slots[at], key, p, len);
+}
+
+bool nps_delta_intern(nps_delta *delta, int ndims, const nps_str *dims, uint32_t *ids)
+{
+    for (int d = 0; d < ndims; d++) {
+        ids[d] = intern_value(&delta->dims[d], dims[d].ptr, dims[d].len);
+        if (ids[d] == UINT32_MAX)
+            return false;
+    }
+    return true;
+}
+
+void nps_delta_value_hashes(const nps_delta *delta, int ndims, const uint32_t *ids,
+                            uint64_t *dim_hashes)
+{
+    for (int d = 0; d < ndims; d++)
+        dim_hashes[d] = delta->dims[d].values[ids[d]].hash;
+}
+
+static nps_cell *cell_lookup(nps_delta_view *dv, uint32_t segment, int64_t pane);
+
+static inline uint64_t entry_slot_hash(uint64_t ids)
+{
+    return (ids * 0x9e3779b97f4a7c15ULL) >> 29;
+}
+
+/* Double the entry table of a view (or make its first). Cold. */
+static bool grow_entries(nps_delta_view *dv)
+{
+    uint32_t new_mask = dv->entries ? dv->entries_mask * 2 + 1 : 63;
+    nps_delta_entry *fresh = malloc(((size_t)new_mask + 1) * sizeof(*fresh));
+    if (!fresh)
+        return false;
+    for (uint32_t i = 0; i <= new_mask; i++)
+        fresh[i].segment = NPS_SEGMENT_NONE;
+    for (uint32_t i = 0; dv->entries && i <= dv->entries_mask; i++) {
+        if (dv->entries[i].segment == NPS_SEGMENT_NONE)
+            continue;
+        uint32_t at = (uint32_t)entry_slot_hash(dv->entries[i].ids) & new_mask;
+        while (fresh[at].segment != NPS_SEGMENT_NONE)
+            at = (at + 1) & new_mask;
+        fresh[at] = dv->entries[i];
+    }
+    free(dv->entries);
+    dv->entries = fresh;
+    dv->entries_mask = new_mask;
+    return true;
+}
+
+nps_cell *nps_delta_event_cell(nps_delta *delta, const nps_views *views, int view,
+                               const nps_str *dims, const uint32_t *ids, int64_t pane,
+                               uint32_t max_segments, uint32_t *segment)
+{
+    nps_delta_view *dv = &delta->views[view];
+    const nps_view *v = &views->views[view];
+    if (v->ndims > 2) {
+        *segment = nps_delta_segment_for(delta, views, view, dims, ids, max_segments);
+        return *segment == NPS_SEGMENT_NONE ? NULL
+                                            : nps_delta_cell_for(delta, view, *segment, pane);
+    }
+    uint64_t key = v->ndims == 0   ? 0
+                   : v->ndims == 1 ? ids[v->dim[0]]
+                                   : ids[v->dim[0]] | (uint64_t)ids[v->dim[1]] << 32;
+    if (!dv->entries && !grow_entries(dv))
+        return NULL;
+    uint32_t at = (uint32_t)entry_slot_hash(key) & dv->entries_mask;
+    nps_delta_entry *e = &dv->entries[at];
+    for (; e->segment != NPS_SEGMENT_NONE; at = (at + 1) & dv->entries_mask, e = &dv->entries[at])
+        if (e->ids == key)
+            goto found;
+    /* a combination new to the delta: cold */
+    uint32_t found_segment = nps_delta_segment_for(delta, views, view, dims, ids, max_segments);
+    if (found_segment == NPS_SEGMENT_NONE)
+        return NULL;
+    *e = (nps_delta_entry){
+        .ids = key, .segment = found_segment, .memo_cell = {UINT32_MAX, UINT32_MAX}};
+    if (++dv->nentries * 2 > dv->entries_mask) {
+        if (!grow_entries(dv))
+            return NULL;
+        *segment = found_segment;
+        return nps_delta_cell_for(delta, view, found_segment, pane);
+    }
+    goto memo;
+found:
+    if (e->segment == dv->overflow_segment)
+        delta->overflowed++; /* as nps_delta_segment_for counts it */
+memo:
+    *segment = e->segment;
+    if (e->memo_pane[0] == pane && e->memo_cell[0] != UINT32_MAX)
+        return &dv->cells[e->memo_cell[0]];
+    if (e->memo_pane[1] == pane && e->memo_cell[1] != UINT32_MAX)
+        return &dv->cells[e->memo_cell[1]];
+    nps_cell *cell = cell_lookup(dv, e->segment, pane);
+    if (cell) {
+        e->memo_pane[1] = e->memo_pane[0];
+        e->memo_cell[1] = e->memo_cell[0];
+        e->memo_pane[0] = pane;
+        e->memo_cell[0] = (uint32_t)(cell - dv->cells);
+    }
+    return cell;
+}
+
 /* Probe a (segment, pane) table whose records, `size` bytes each, begin
  * as nps_cell_key: the record's slot, or the empty slot where it goes. */
 static uint32_t *probe_cell(uint32_t *slots, uint32_t mask, const void *records, size_t size,
@@ -415,17 +655,14 @@ static uint32_t *probe_cell(uint32_t *slots, uint32_t mask, const void *records,
     return &slots[at];
 }
 
-nps_cell *nps_delta_cell_for(nps_delta *delta, int view, uint32_t segment, int64_t pane)
+/* The cell of (segment, pane), found or added. */
+static nps_cell *cell_lookup(nps_delta_view *dv, uint32_t segment, int64_t pane)
 {
-    nps_delta_view *dv = &delta->views[view];
-    nps_delta_segment *seg = &dv->segments[segment];
-    if (seg->memo_pane == pane && seg->memo_cell != UINT32_MAX)
-        return &dv->cells[seg->memo_cell];
     uint32_t *at =
         probe_cell(dv->cell_slots, dv->cell_slots_mask, dv->cells, sizeof(nps_cell), segment, pane);
     uint32_t slot = *at;
     if (slot)
-        goto found;
+        return &dv->cells[slot - 1];
     if (dv->ncells == dv->cells_cap &&
         !grow_array((void **)&dv->cells, &dv->cells_cap, sizeof(nps_cell), INITIAL_SLOTS / 2))
         return NULL;
@@ -435,14 +672,26 @@ nps_cell *nps_delta_cell_for(nps_delta *delta, int view, uint32_t segment, int64
     if (dv->ncells * 2 > dv->cell_slots_mask &&
         !rehash(&dv->cell_slots, &dv->cell_slots_mask, dv->ncells, cell_hash, dv))
         return NULL;
-found:
-    seg->memo_pane = pane;
-    seg->memo_cell = slot - 1;
     return &dv->cells[slot - 1];
 }
 
-static uint64_t theme_cell_hash(const nps_delta_view *dv, uint32_t i)
+nps_cell *nps_delta_cell_for(nps_delta *delta, int view, uint32_t segment, int64_t pane)
 {
+    nps_delta_view *dv = &delta->views[view];
+    nps_delta_segment *seg = &dv->segments[segment];
+    if (seg->memo_pane == pane && seg->memo_cell != UINT32_MAX)
+        return &dv->cells[seg->memo_cell];
+    nps_cell *cell = cell_lookup(dv, segment, pane);
+    if (cell) {
+        seg->memo_pane = pane;
+        seg->memo_cell = (uint32_t)(cell - dv->cells);
+    }
+    return cell;
+}
+
+static uint64_t theme_cell_hash(const void *table, uint32_t i)
+{
+    const nps_delta_view *dv = table;
     return cell_key_hash(dv->theme_cells[i].key.segment, dv->theme_cells[i].key.pane);
 }
 

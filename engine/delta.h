@@ -61,6 +61,36 @@ typedef struct nps_theme_cell {
     nps_theme_sketch by_class[NPS_CLASSES];
 } nps_theme_cell;
 
+/* A dimension value as the delta knows it, by its id (its index in
+ * nps_delta_dim.values): interned once per delta, so that the hot path
+ * finds segments by small integer ids instead of by bytes. */
+typedef struct nps_delta_value {
+    uint64_t key[2]; /* up to 16 bytes: the bytes (nps_delta_intern); longer: XXH3, 0 */
+    uint32_t len;
+    uint32_t text_offset; /* longer than 16 bytes: its bytes in nps_delta_dim.text */
+    uint64_t hash;        /* XXH3-64 of the bytes: segment hashes are built from it */
+} nps_delta_value;
+
+typedef struct nps_delta_dim {
+    uint32_t *slots; /* index + 1 into values; 0 = empty; NULL until used */
+    uint32_t slots_mask;
+    nps_delta_value *values;
+    uint32_t nvalues, values_cap;
+    char *text;
+    uint32_t text_len, text_cap;
+} nps_delta_dim;
+
+/* The segment of one combination of value ids, for views of at most two
+ * dimensions (ids packed in one word), with the last two cells it counted
+ * in, the latest first: a live stream's events fall in two or three panes
+ * of the finest window. */
+typedef struct nps_delta_entry {
+    uint64_t ids;
+    uint32_t segment; /* NPS_SEGMENT_NONE: an empty slot */
+    uint32_t memo_cell[2];
+    int64_t memo_pane[2];
+} nps_delta_entry;
+
 typedef struct nps_delta_view {
     uint32_t *segment_slots; /* index + 1 into segments; 0 = empty */
     uint32_t segment_slots_mask;
@@ -77,6 +107,8 @@ typedef struct nps_delta_view {
     uint32_t theme_slots_mask;
     nps_theme_cell *theme_cells;
     uint32_t ntheme_cells, theme_cells_cap;
+    nps_delta_entry *entries; /* open addressing by ids; NULL until used */
+    uint32_t entries_mask, nentries;
 } nps_delta_view;
 
 /* Where a worker's consumption of one Kafka partition stands: the offset
@@ -117,7 +149,8 @@ typedef struct nps_delta {
     char *detractors;
     size_t detractors_len, detractors_cap;
     uint32_t ndetractors;
-    nps_term_dict terms; /* the text of every term in the theme cells */
+    nps_term_dict terms;              /* the text of every term in the theme cells */
+    nps_delta_dim dims[NPS_MAX_DIMS]; /* interned values, by nps_views.dim_names */
 } nps_delta;
 
 nps_delta *nps_delta_new(int nviews, nps_error *err);
@@ -137,12 +170,29 @@ bool nps_delta_set_partition(nps_delta *delta, int32_t partition, int64_t next_o
  * segment is this hash modulo the buckets per view). */
 uint64_t nps_delta_segment_hash(const nps_views *views, int view, const uint64_t *dim_hashes);
 
-/* @locality owner. The segment of `view` for the dimension values, found
- * or added; past max_segments distinct segments, the overflow segment.
- * Returns NPS_SEGMENT_NONE only when memory runs out. */
+/* @locality owner. The ids of an event's dimension values in this delta
+ * (ids[d] for d < ndims), interning the values it has not seen. False
+ * only when memory runs out. */
+bool nps_delta_intern(nps_delta *delta, int ndims, const nps_str *dims, uint32_t *ids);
+
+/* The XXH3 hashes of interned values (for nps_delta_segment_hash). */
+void nps_delta_value_hashes(const nps_delta *delta, int ndims, const uint32_t *ids,
+                            uint64_t *dim_hashes);
+
+/* @locality owner. The segment of `view` for the dimension values (and
+ * their interned ids), found or added; past max_segments distinct
+ * segments, the overflow segment. Returns NPS_SEGMENT_NONE only when
+ * memory runs out. */
 uint32_t nps_delta_segment_for(nps_delta *delta, const nps_views *views, int view,
-                               const nps_str *dims, const uint64_t *dim_hashes,
-                               uint32_t max_segments);
+                               const nps_str *dims, const uint32_t *ids, uint32_t max_segments);
+
+/* @locality owner. The cell an event counts in for `view`: its segment
+ * (as nps_delta_segment_for, also in *segment) and pane. The hot path:
+ * for views of up to two dimensions, one look-up by ids. NULL only when
+ * memory runs out. */
+nps_cell *nps_delta_event_cell(nps_delta *delta, const nps_views *views, int view,
+                               const nps_str *dims, const uint32_t *ids, int64_t pane,
+                               uint32_t max_segments, uint32_t *segment);
 
 /* @locality owner. The cell of (segment, pane), found or added; NULL only
  * when memory runs out. */

@@ -8,7 +8,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <xxhash.h>
 
 #include "handoff.h"
 #include "window.h"
@@ -24,7 +23,8 @@ struct nps_shard {
     nps_pane_plan plan;      /* delta panes at now */
     nps_dedup *dedup;        /* the current partition's ids; NULL: off */
     nps_event event;
-    uint64_t dim_hashes[NPS_MAX_DIMS];
+    uint32_t dim_ids[NPS_MAX_DIMS];    /* the event's values, interned in the delta */
+    uint64_t dim_hashes[NPS_MAX_DIMS]; /* their XXH3 hashes, where a path needs them */
     nps_stop_words *stop;
     int64_t theme_low_ts; /* older events add no themes; INT64_MAX: themes off */
     nps_term terms[NPS_TERMS_PER_COMMENT];
@@ -167,8 +167,10 @@ nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
     int64_t pane = nps_pane_plan_key(&shard->plan, ts);
     bool late = ts < shard->plan.late_before_ts;
     const nps_views *views = &config->views;
-    for (int d = 0; d < views->ndims; d++)
-        shard->dim_hashes[d] = XXH3_64bits(ev->dims[d].ptr, ev->dims[d].len);
+    if (!nps_delta_intern(delta, views->ndims, ev->dims, shard->dim_ids))
+        return NPS_ERR_NOMEM;
+    if (unit_fences)
+        nps_delta_value_hashes(delta, views->ndims, shard->dim_ids, shard->dim_hashes);
     nps_dedup_verdict verdict;
     if (!dedup_response(shard, ev, ts, partition, offset, &verdict))
         return NPS_ERR_NOMEM;
@@ -193,10 +195,9 @@ nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
             if (offset < unit_fences[(size_t)v * buckets + hash % buckets])
                 continue;
         }
-        uint32_t segment = nps_delta_segment_for(delta, views, v, ev->dims, shard->dim_hashes,
-                                                 config->max_segments);
-        nps_cell *cell =
-            segment == NPS_SEGMENT_NONE ? NULL : nps_delta_cell_for(delta, v, segment, pane);
+        uint32_t segment;
+        nps_cell *cell = nps_delta_event_cell(delta, views, v, ev->dims, shard->dim_ids, pane,
+                                              config->max_segments, &segment);
         if (!cell)
             return NPS_ERR_NOMEM;
         if (ev->sent) {
