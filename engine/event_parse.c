@@ -1,8 +1,10 @@
 /*
  * event_parse: the event contract on top of json_scan.
  *
- * Hot path: one pass over the message, a short table look-up per key, no
- * allocation, no lock. Strings without escapes are used in place; escaped
+ * Hot path: no allocation, no lock. A flat message without escapes takes
+ * the fast path (plain_parse: a quote index, one compare per expected
+ * key); any other goes to json_scan's iterator, a short table look-up per
+ * key. Strings without escapes are used in place; escaped
  * ones are decoded into the parser's scratch buffer, which is as large as
  * the largest accepted message, so decoding (which never grows a string)
  * always fits.
