@@ -325,36 +325,6 @@ static uint32_t tuple_len_of(const nps_view *view, const nps_str *dims)
     return len;
 }
 
-/* memcmp(a, b, len) == 0 for the short strings of dimension values,
- * inline: two overlapping loads from each end, never past it. */
-static inline bool bytes_equal(const char *a, const char *b, size_t len)
-{
-    uint64_t x, y;
-    if (len >= 8) {
-        for (; len > 8; len -= 8, a += 8, b += 8) {
-            memcpy(&x, a, 8);
-            memcpy(&y, b, 8);
-            if (x != y)
-                return false;
-        }
-        memcpy(&x, a + len - 8, 8);
-        memcpy(&y, b + len - 8, 8);
-        return x == y;
-    }
-    if (len >= 4) {
-        uint32_t s, t, w, z;
-        memcpy(&s, a, 4);
-        memcpy(&t, b, 4);
-        memcpy(&w, a + len - 4, 4);
-        memcpy(&z, b + len - 4, 4);
-        return s == t && w == z;
-    }
-    for (size_t i = 0; i < len; i++)
-        if (a[i] != b[i])
-            return false;
-    return true;
-}
-
 static bool tuple_equal(const nps_delta_view *dv, const nps_delta_segment *seg,
                         const nps_view *view, const nps_str *dims)
 {
@@ -363,7 +333,7 @@ static bool tuple_equal(const nps_delta_view *dv, const nps_delta_segment *seg,
         const nps_str *value = &dims[view->dim[i]];
         uint32_t len;
         memcpy(&len, p, 4);
-        if (len != value->len || !bytes_equal(p + 4, value->ptr, len))
+        if (len != value->len || (len && memcmp(p + 4, value->ptr, len) != 0))
             return false;
         p += 4 + len;
     }
@@ -534,7 +504,7 @@ static inline uint32_t intern_value(nps_delta_dim *dd, const char *p, size_t len
     for (uint32_t slot; (slot = dd->slots[at]) != 0; at = (at + 1) & dd->slots_mask) {
         const nps_delta_value *value = &dd->values[slot - 1];
         if (value->key[0] == key[0] && value->key[1] == key[1] && value->len == len &&
-            (len <= 16 || bytes_equal(dd->text + value->text_offset, p, len)))
+            (len <= 16 || memcmp(dd->text + value->text_offset, p, len) == 0))
             return slot - 1;
     }
     return add_value(dd, &dd->slots[at], key, p, len);
