@@ -377,8 +377,7 @@ uint32_t nps_delta_segment_for(nps_delta *delta, const nps_views *views, int vie
     nps_delta_view *dv = &delta->views[view];
     const nps_view *v = &views->views[view];
     uint64_t dim_hashes[NPS_MAX_DIMS];
-    for (int i = 0; i < v->ndims; i++)
-        dim_hashes[v->dim[i]] = delta->dims[v->dim[i]].values[ids[v->dim[i]]].hash;
+    nps_delta_value_hashes(delta, views->ndims, ids, dim_hashes);
     uint64_t hash = nps_delta_segment_hash(views, view, dim_hashes);
     uint32_t at = (uint32_t)hash & dv->segment_slots_mask;
     for (uint32_t slot; (slot = dv->segment_slots[at]) != 0;
@@ -588,7 +587,7 @@ nps_cell *nps_delta_event_cell(nps_delta *delta, const nps_views *views, int vie
         if (!grow_entries(dv))
             return NULL;
         *segment = found_segment;
-        return nps_delta_cell_for(delta, view, found_segment, pane);
+        return cell_lookup(dv, found_segment, pane);
     }
     goto memo;
 found:
