@@ -107,7 +107,7 @@ void nps_delta_clear(nps_delta *delta)
     for (int d = 0; d < NPS_MAX_DIMS; d++) {
         nps_delta_dim *dd = &delta->dims[d];
         if (dd->nvalues)
-            memset(dd->slots, 0, ((size_t)dd->slots_mask + 1) * sizeof(uint32_t));
+            memset(dd->slots, 0, ((size_t)dd->slots_mask + 1) * sizeof(*dd->slots));
         dd->nvalues = dd->text_len = 0;
     }
     delta->messages = delta->counted = delta->late = delta->overflowed = 0;
@@ -448,15 +448,31 @@ static inline uint64_t value_slot_hash(const uint64_t key[2], uint32_t len)
     return ((key[0] ^ tail ^ len) * 0x9e3779b97f4a7c15ULL) >> 32;
 }
 
-static uint64_t value_hash(const void *table, uint32_t i)
+/* Double the intern table of a dimension (or make its first). Cold. */
+static bool grow_value_slots(nps_delta_dim *dd)
 {
-    const nps_delta_value *value = &((const nps_delta_dim *)table)->values[i];
-    return value_slot_hash(value->key, value->len);
+    uint32_t new_mask = dd->slots ? dd->slots_mask * 2 + 1 : 63;
+    nps_delta_value_slot *fresh = calloc((size_t)new_mask + 1, sizeof(*fresh));
+    if (!fresh)
+        return false;
+    for (uint32_t i = 0; dd->slots && i <= dd->slots_mask; i++) {
+        const nps_delta_value_slot *old = &dd->slots[i];
+        if (!old->id1)
+            continue;
+        uint32_t at = (uint32_t)value_slot_hash(old->key, old->len) & new_mask;
+        while (fresh[at].id1)
+            at = (at + 1) & new_mask;
+        fresh[at] = *old;
+    }
+    free(dd->slots);
+    dd->slots = fresh;
+    dd->slots_mask = new_mask;
+    return true;
 }
 
 /* A value new to the delta: cold (once per distinct value and batch). */
-static uint32_t add_value(nps_delta_dim *dd, uint32_t *slot, const uint64_t key[2], const char *p,
-                          size_t len)
+static uint32_t add_value(nps_delta_dim *dd, nps_delta_value_slot *slot, const uint64_t key[2],
+                          const char *p, size_t len)
 {
     if (dd->nvalues == dd->values_cap &&
         !grow_array((void **)&dd->values, &dd->values_cap, sizeof(nps_delta_value), 64))
@@ -472,14 +488,12 @@ static uint32_t add_value(nps_delta_dim *dd, uint32_t *slot, const uint64_t key[
     }
     uint32_t id = dd->nvalues++;
     dd->values[id] = (nps_delta_value){
-        .key = {key[0], key[1]},
         .len = (uint32_t)len,
         .text_offset = text_offset,
         .hash = len > 16 ? key[0] : XXH3_64bits(p, len),
     };
-    *slot = id + 1;
-    if (dd->nvalues * 2 > dd->slots_mask &&
-        !rehash(&dd->slots, &dd->slots_mask, dd->nvalues, value_hash, dd))
+    *slot = (nps_delta_value_slot){.key = {key[0], key[1]}, .len = (uint32_t)len, .id1 = id + 1};
+    if (dd->nvalues * 2 > dd->slots_mask && !grow_value_slots(dd))
         return UINT32_MAX;
     return id;
 }
@@ -493,18 +507,16 @@ static inline uint32_t intern_value(nps_delta_dim *dd, const char *p, size_t len
         key[0] = XXH3_64bits(p, len);
         key[1] = 0;
     }
-    if (!dd->slots) { /* the first value of this dimension in the delta's life */
-        dd->slots = calloc(64, sizeof(uint32_t));
-        if (!dd->slots)
-            return UINT32_MAX;
-        dd->slots_mask = 63;
-    }
+    if (!dd->slots && !grow_value_slots(dd)) /* the dimension's first value in the delta's life */
+        return UINT32_MAX;
     uint32_t at = (uint32_t)value_slot_hash(key, (uint32_t)len) & dd->slots_mask;
-    for (uint32_t slot; (slot = dd->slots[at]) != 0; at = (at + 1) & dd->slots_mask) {
-        const nps_delta_value *value = &dd->values[slot - 1];
-        if (value->key[0] == key[0] && value->key[1] == key[1] && value->len == len &&
-            (len <= 16 || memcmp(dd->text + value->text_offset, p, len) == 0))
-            return slot - 1;
+    for (;; at = (at + 1) & dd->slots_mask) {
+        const nps_delta_value_slot *slot = &dd->slots[at];
+        if (!slot->id1)
+            break;
+        if (slot->key[0] == key[0] && slot->key[1] == key[1] && slot->len == len &&
+            (len <= 16 || memcmp(dd->text + dd->values[slot->id1 - 1].text_offset, p, len) == 0))
+            return slot->id1 - 1;
     }
     return add_value(dd, &dd->slots[at], key, p, len);
 }
@@ -528,13 +540,8 @@ void nps_delta_value_hashes(const nps_delta *delta, int ndims, const uint32_t *i
 
 static nps_cell *cell_lookup(nps_delta_view *dv, uint32_t segment, int64_t pane);
 
-static inline uint64_t entry_slot_hash(uint64_t ids)
-{
-    return (ids * 0x9e3779b97f4a7c15ULL) >> 29;
-}
-
 /* Double the entry table of a view (or make its first). Cold. */
-static bool grow_entries(nps_delta_view *dv)
+static bool grow_entries(nps_delta_view *dv, const nps_view *v)
 {
     uint32_t new_mask = dv->entries ? dv->entries_mask * 2 + 1 : 63;
     nps_delta_entry *fresh = malloc(((size_t)new_mask + 1) * sizeof(*fresh));
@@ -545,7 +552,7 @@ static bool grow_entries(nps_delta_view *dv)
     for (uint32_t i = 0; dv->entries && i <= dv->entries_mask; i++) {
         if (dv->entries[i].segment == NPS_SEGMENT_NONE)
             continue;
-        uint32_t at = (uint32_t)entry_slot_hash(dv->entries[i].ids) & new_mask;
+        uint32_t at = nps_delta_entry_slot(v, dv->entries[i].ids) & new_mask;
         while (fresh[at].segment != NPS_SEGMENT_NONE)
             at = (at + 1) & new_mask;
         fresh[at] = dv->entries[i];
@@ -556,9 +563,50 @@ static bool grow_entries(nps_delta_view *dv)
     return true;
 }
 
-nps_cell *nps_delta_event_cell(nps_delta *delta, const nps_views *views, int view,
-                               const nps_str *dims, const uint32_t *ids, int64_t pane,
-                               uint32_t max_segments, uint32_t *segment)
+/* The entry slot of `key`: its entry, or the empty slot where it goes. */
+static nps_delta_entry *entry_probe(nps_delta_view *dv, const nps_view *v, uint64_t key)
+{
+    uint32_t at = nps_delta_entry_slot(v, key) & dv->entries_mask;
+    while (dv->entries[at].segment != NPS_SEGMENT_NONE && dv->entries[at].ids != key)
+        at = (at + 1) & dv->entries_mask;
+    return &dv->entries[at];
+}
+
+/* The entry of `key`, found or added (NULL only when memory runs out). */
+static nps_delta_entry *entry_for(nps_delta *delta, const nps_views *views, int view,
+                                  const nps_str *dims, const uint32_t *ids, uint64_t key,
+                                  uint32_t max_segments)
+{
+    nps_delta_view *dv = &delta->views[view];
+    const nps_view *v = &views->views[view];
+    if (!dv->entries && !grow_entries(dv, v))
+        return NULL;
+    nps_delta_entry *e = entry_probe(dv, v, key);
+    if (e->segment != NPS_SEGMENT_NONE) {
+        if (e->segment == dv->overflow_segment)
+            delta->overflowed++; /* as nps_delta_segment_for counts it */
+        return e;
+    }
+    /* a combination new to the delta: cold */
+    uint32_t segment = nps_delta_segment_for(delta, views, view, dims, ids, max_segments);
+    if (segment == NPS_SEGMENT_NONE)
+        return NULL;
+    *e = (nps_delta_entry){.ids = key, .segment = segment};
+    for (int s = 0; s < NPS_ENTRY_PANES; s++) {
+        e->cell[s] = UINT32_MAX;
+        e->pane[s] = INT64_MAX;
+    }
+    if (++dv->nentries * 2 > dv->entries_mask) {
+        if (!grow_entries(dv, v))
+            return NULL;
+        e = entry_probe(dv, v, key);
+    }
+    return e;
+}
+
+nps_cell *nps_delta_event_cell_slow(nps_delta *delta, const nps_views *views, int view,
+                                    const nps_str *dims, const uint32_t *ids, int64_t pane,
+                                    int64_t pane_index, uint32_t max_segments, uint32_t *segment)
 {
     nps_delta_view *dv = &delta->views[view];
     const nps_view *v = &views->views[view];
@@ -567,44 +615,16 @@ nps_cell *nps_delta_event_cell(nps_delta *delta, const nps_views *views, int vie
         return *segment == NPS_SEGMENT_NONE ? NULL
                                             : nps_delta_cell_for(delta, view, *segment, pane);
     }
-    uint64_t key = v->ndims == 0   ? 0
-                   : v->ndims == 1 ? ids[v->dim[0]]
-                                   : ids[v->dim[0]] | (uint64_t)ids[v->dim[1]] << 32;
-    if (!dv->entries && !grow_entries(dv))
+    uint64_t key = nps_delta_entry_key(v, ids);
+    nps_delta_entry *e = entry_for(delta, views, view, dims, ids, key, max_segments);
+    if (!e)
         return NULL;
-    uint32_t at = (uint32_t)entry_slot_hash(key) & dv->entries_mask;
-    nps_delta_entry *e = &dv->entries[at];
-    for (; e->segment != NPS_SEGMENT_NONE; at = (at + 1) & dv->entries_mask, e = &dv->entries[at])
-        if (e->ids == key)
-            goto found;
-    /* a combination new to the delta: cold */
-    uint32_t found_segment = nps_delta_segment_for(delta, views, view, dims, ids, max_segments);
-    if (found_segment == NPS_SEGMENT_NONE)
-        return NULL;
-    *e = (nps_delta_entry){
-        .ids = key, .segment = found_segment, .memo_cell = {UINT32_MAX, UINT32_MAX}};
-    if (++dv->nentries * 2 > dv->entries_mask) {
-        if (!grow_entries(dv))
-            return NULL;
-        *segment = found_segment;
-        return cell_lookup(dv, found_segment, pane);
-    }
-    goto memo;
-found:
-    if (e->segment == dv->overflow_segment)
-        delta->overflowed++; /* as nps_delta_segment_for counts it */
-memo:
     *segment = e->segment;
-    if (e->memo_pane[0] == pane && e->memo_cell[0] != UINT32_MAX)
-        return &dv->cells[e->memo_cell[0]];
-    if (e->memo_pane[1] == pane && e->memo_cell[1] != UINT32_MAX)
-        return &dv->cells[e->memo_cell[1]];
     nps_cell *cell = cell_lookup(dv, e->segment, pane);
     if (cell) {
-        e->memo_pane[1] = e->memo_pane[0];
-        e->memo_cell[1] = e->memo_cell[0];
-        e->memo_pane[0] = pane;
-        e->memo_cell[0] = (uint32_t)(cell - dv->cells);
+        uint32_t s = (uint32_t)pane_index & (NPS_ENTRY_PANES - 1);
+        e->pane[s] = pane;
+        e->cell[s] = (uint32_t)(cell - dv->cells);
     }
     return cell;
 }

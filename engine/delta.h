@@ -65,14 +65,22 @@ typedef struct nps_theme_cell {
  * nps_delta_dim.values): interned once per delta, so that the hot path
  * finds segments by small integer ids instead of by bytes. */
 typedef struct nps_delta_value {
-    uint64_t key[2]; /* up to 16 bytes: the bytes (nps_delta_intern); longer: XXH3, 0 */
     uint32_t len;
     uint32_t text_offset; /* longer than 16 bytes: its bytes in nps_delta_dim.text */
     uint64_t hash;        /* XXH3-64 of the bytes: segment hashes are built from it */
 } nps_delta_value;
 
+/* A slot of the intern table, holding its value's key so that a look-up
+ * reads one record: up to 16 bytes, the bytes (nps_delta_intern);
+ * longer, XXH3 and 0, with the bytes compared in nps_delta_dim.text. */
+typedef struct nps_delta_value_slot {
+    uint64_t key[2];
+    uint32_t len;
+    uint32_t id1; /* the value's id + 1; 0: an empty slot */
+} nps_delta_value_slot;
+
 typedef struct nps_delta_dim {
-    uint32_t *slots; /* index + 1 into values; 0 = empty; NULL until used */
+    nps_delta_value_slot *slots; /* NULL until used */
     uint32_t slots_mask;
     nps_delta_value *values;
     uint32_t nvalues, values_cap;
@@ -81,14 +89,17 @@ typedef struct nps_delta_dim {
 } nps_delta_dim;
 
 /* The segment of one combination of value ids, for views of at most two
- * dimensions (ids packed in one word), with the last two cells it counted
- * in, the latest first: a live stream's events fall in two or three panes
- * of the finest window. */
+ * dimensions (ids packed in one word), with the cells it counted in by
+ * pane slot (the pane's index at its grain modulo NPS_ENTRY_PANES): a
+ * live stream's events fall in a few consecutive panes of the finest
+ * grain, each with its own slot, so finding the cell is one compare that
+ * the branch predictor gets right. 64 bytes: one cache line. */
+#define NPS_ENTRY_PANES 4
 typedef struct nps_delta_entry {
     uint64_t ids;
-    uint32_t segment; /* NPS_SEGMENT_NONE: an empty slot */
-    uint32_t memo_cell[2];
-    int64_t memo_pane[2];
+    uint32_t segment;               /* NPS_SEGMENT_NONE: an empty slot */
+    uint32_t cell[NPS_ENTRY_PANES]; /* UINT32_MAX: none yet */
+    int64_t pane[NPS_ENTRY_PANES];
 } nps_delta_entry;
 
 typedef struct nps_delta_view {
@@ -107,7 +118,10 @@ typedef struct nps_delta_view {
     uint32_t theme_slots_mask;
     nps_theme_cell *theme_cells;
     uint32_t ntheme_cells, theme_cells_cap;
-    nps_delta_entry *entries; /* open addressing by ids; NULL until used */
+    /* Open addressing by ids: a view of one dimension keys a slot by the
+     * id itself (ids are dense, so the first probe finds it), a view of
+     * two by a hash of both. NULL until used. */
+    nps_delta_entry *entries;
     uint32_t entries_mask, nentries;
 } nps_delta_view;
 
@@ -187,12 +201,50 @@ uint32_t nps_delta_segment_for(nps_delta *delta, const nps_views *views, int vie
                                const nps_str *dims, const uint32_t *ids, uint32_t max_segments);
 
 /* @locality owner. The cell an event counts in for `view`: its segment
- * (as nps_delta_segment_for, also in *segment) and pane. The hot path:
- * for views of up to two dimensions, one look-up by ids. NULL only when
- * memory runs out. */
-nps_cell *nps_delta_event_cell(nps_delta *delta, const nps_views *views, int view,
-                               const nps_str *dims, const uint32_t *ids, int64_t pane,
-                               uint32_t max_segments, uint32_t *segment);
+ * (as nps_delta_segment_for, also in *segment) and pane, with the pane's
+ * index from nps_pane_plan_key. Out of line: every case
+ * nps_delta_event_cell does not answer itself. */
+nps_cell *nps_delta_event_cell_slow(nps_delta *delta, const nps_views *views, int view,
+                                    const nps_str *dims, const uint32_t *ids, int64_t pane,
+                                    int64_t pane_index, uint32_t max_segments, uint32_t *segment);
+
+/* The entry key of a view of at most two dimensions: its values' ids. */
+static inline uint64_t nps_delta_entry_key(const nps_view *v, const uint32_t *ids)
+{
+    return v->ndims == 0   ? 0
+           : v->ndims == 1 ? ids[v->dim[0]]
+                           : ids[v->dim[0]] | (uint64_t)ids[v->dim[1]] << 32;
+}
+
+static inline uint32_t nps_delta_entry_slot(const nps_view *v, uint64_t key)
+{
+    return v->ndims == 2 ? (uint32_t)((key * 0x9e3779b97f4a7c15ULL) >> 29) : (uint32_t)key;
+}
+
+/* @locality owner. The hot path of nps_delta_event_cell_slow: for views
+ * of up to two dimensions, one entry and one compare when the entry has
+ * counted in the pane before. NULL only when memory runs out. */
+static inline nps_cell *nps_delta_event_cell(nps_delta *delta, const nps_views *views, int view,
+                                             const nps_str *dims, const uint32_t *ids, int64_t pane,
+                                             int64_t pane_index, uint32_t max_segments,
+                                             uint32_t *segment)
+{
+    nps_delta_view *dv = &delta->views[view];
+    const nps_view *v = &views->views[view];
+    if (v->ndims <= 2 && dv->entries) {
+        uint64_t key = nps_delta_entry_key(v, ids);
+        const nps_delta_entry *e = &dv->entries[nps_delta_entry_slot(v, key) & dv->entries_mask];
+        uint32_t s = (uint32_t)pane_index & (NPS_ENTRY_PANES - 1);
+        if (e->ids == key && e->segment != NPS_SEGMENT_NONE && e->pane[s] == pane &&
+            e->cell[s] != UINT32_MAX) {
+            *segment = e->segment;
+            delta->overflowed += e->segment == dv->overflow_segment; /* as segment_for counts */
+            return &dv->cells[e->cell[s]];
+        }
+    }
+    return nps_delta_event_cell_slow(delta, views, view, dims, ids, pane, pane_index, max_segments,
+                                     segment);
+}
 
 /* @locality owner. The cell of (segment, pane), found or added; NULL only
  * when memory runs out. */

@@ -339,9 +339,9 @@ static bool number_to_cents(const char *lit, size_t len, int64_t *out)
     return true;
 }
 
-static nps_invalid_reason apply_field(nps_event_parser *parser, const field *f,
-                                      const nps_json_value *v, nps_event *ev, bool *has_score,
-                                      char *detail, size_t detail_size)
+static inline __attribute__((always_inline)) nps_invalid_reason
+apply_field(nps_event_parser *parser, const field *f, const nps_json_value *v, nps_event *ev,
+            bool *has_score, char *detail, size_t detail_size)
 {
     int64_t integer;
     /* Decoded once, whatever roles the field has (a dimension may also be

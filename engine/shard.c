@@ -164,7 +164,8 @@ nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
                      (long long)ts, (long long)config->max_skew_ms, (long long)shard->now_ms);
         return NPS_OK;
     }
-    int64_t pane = nps_pane_plan_key(&shard->plan, ts);
+    int64_t pane_index;
+    int64_t pane = nps_pane_plan_key(&shard->plan, ts, &pane_index);
     bool late = ts < shard->plan.late_before_ts;
     const nps_views *views = &config->views;
     if (!nps_delta_intern(delta, views->ndims, ev->dims, shard->dim_ids))
@@ -189,6 +190,12 @@ nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
         int64_t grain = config->windows.theme_grain_ms;
         theme_pane = nps_pane_index(ts, grain) * grain;
     }
+    /* in locals: the cell stores below may alias the event for the compiler */
+    const bool sent = ev->sent;
+    const int score = ev->score;
+    const uint64_t value_cents = (uint64_t)ev->value_cents;
+    const nps_class klass = nps_score_class(score);
+    bool counted_all = false; /* the `all` view (view 0) counted it */
     for (int v = 0; v < views->nviews; v++) {
         if (unit_fences) { /* catching up after a restart: cold */
             uint64_t hash = nps_delta_segment_hash(views, v, shard->dim_hashes);
@@ -197,27 +204,27 @@ nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
         }
         uint32_t segment;
         nps_cell *cell = nps_delta_event_cell(delta, views, v, ev->dims, shard->dim_ids, pane,
-                                              config->max_segments, &segment);
+                                              pane_index, config->max_segments, &segment);
         if (!cell)
             return NPS_ERR_NOMEM;
-        if (ev->sent) {
+        counted_all |= v == 0;
+        if (sent) {
             cell->sent++;
-        } else {
-            cell->h[ev->score]++;
-            nps_class klass = nps_score_class(ev->score);
-            cell->value[klass] += (uint64_t)ev->value_cents;
-            if (nterms && nps_view_keeps(config->themes_off, v)) {
-                nps_theme_cell *tc = nps_delta_theme_cell_for(delta, v, segment, theme_pane);
-                if (!tc || !count_terms(shard, &tc->by_class[klass], nterms))
-                    return NPS_ERR_NOMEM;
-            }
-            /* view 0 is `all`: its unit appends the detractor once */
-            if (v == 0 && partition >= 0 && klass == NPS_DETRACTOR &&
-                config->detractors_maxlen > 0 &&
-                !nps_delta_add_detractor(delta, views, ev, ts, partition, offset))
+            continue;
+        }
+        cell->h[score]++;
+        cell->value[klass] += value_cents;
+        if (nterms && nps_view_keeps(config->themes_off, v)) {
+            nps_theme_cell *tc = nps_delta_theme_cell_for(delta, v, segment, theme_pane);
+            if (!tc || !count_terms(shard, &tc->by_class[klass], nterms))
                 return NPS_ERR_NOMEM;
         }
     }
+    /* the `all` view's unit appends the detractor, once */
+    if (counted_all && !sent && klass == NPS_DETRACTOR && partition >= 0 &&
+        config->detractors_maxlen > 0 &&
+        !nps_delta_add_detractor(delta, views, ev, ts, partition, offset))
+        return NPS_ERR_NOMEM;
     delta->counted++;
     delta->late += late;
     return NPS_OK;

@@ -101,13 +101,18 @@ static inline int64_t nps_window_low_pane(const nps_window *w, int64_t now_ms)
 }
 
 /* Start of the delta pane of ts, or NPS_PANE_LATE when no finite window
- * holds ts (a late event: counted in `total` only). Hot path: recent
- * events stop at the first comparison. */
-static inline int64_t nps_pane_plan_key(const nps_pane_plan *plan, int64_t ts_ms)
+ * holds ts (a late event: counted in `total` only); *index is the pane's
+ * index at its grain (0 for a late event), so consecutive panes of one
+ * grain have consecutive indexes. Hot path: recent events stop at the
+ * first comparison. */
+static inline int64_t nps_pane_plan_key(const nps_pane_plan *plan, int64_t ts_ms, int64_t *index)
 {
     for (int k = plan->n - 1; k >= 0; k--)
-        if (ts_ms >= plan->low_ts[k])
-            return nps_pane_index(ts_ms, plan->grain_ms[k]) * plan->grain_ms[k];
+        if (ts_ms >= plan->low_ts[k]) {
+            *index = nps_pane_index(ts_ms, plan->grain_ms[k]);
+            return *index * plan->grain_ms[k];
+        }
+    *index = 0;
     return NPS_PANE_LATE;
 }
 

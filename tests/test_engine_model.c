@@ -474,10 +474,11 @@ Test(engine_model, overflow_is_exact_for_a_known_sequence)
     const char *msgs[] = {
         "{\"score\":10,\"channel\":\"a\"}", "{\"score\":0,\"channel\":\"b\"}",
         "{\"score\":5,\"channel\":\"c\"}",  "{\"score\":9,\"channel\":\"a\"}",
-        "{\"score\":8,\"channel\":\"d\"}",
+        "{\"score\":8,\"channel\":\"d\"}",  "{\"score\":3,\"channel\":\"d\"}",
+        "{\"score\":4,\"channel\":\"e\"}",
     };
     nps_shard_set_now(shard, NOW0);
-    for (size_t i = 0; i < 5; i++) {
+    for (size_t i = 0; i < sizeof(msgs) / sizeof(msgs[0]); i++) {
         nps_invalid_reason reason;
         cr_assert_eq(nps_shard_add(shard, msgs[i], strlen(msgs[i]), NOW0, &reason, NULL, 0),
                      NPS_OK);
@@ -495,7 +496,12 @@ Test(engine_model, overflow_is_exact_for_a_known_sequence)
     cr_assert(c.h[0] == 1);
     cr_assert_not(nps_state_get(state, 1, "channel=c", total, &c));
     cr_assert(nps_state_get(state, 1, NPS_SEGMENT_OVERFLOW, total, &c));
-    cr_assert(c.h[5] == 1 && c.h[8] == 1, "overflow holds c and d");
+    cr_assert(c.h[5] == 1 && c.h[8] == 1 && c.h[3] == 1 && c.h[4] == 1,
+              "overflow holds c, d twice and e");
+    nps_state_stats st;
+    nps_state_get_stats(state, &st);
+    /* once per event sent there: new values and a value seen before */
+    cr_assert_eq(st.overflowed, 4);
     nps_state_destroy(state);
     nps_shard_destroy(shard);
 }
