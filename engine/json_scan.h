@@ -5,8 +5,8 @@
  * Why not a library: bench/README.md ("JSON parser") measures jsmn, yajl
  * and simdjson on the same extraction from the same corpus. The event
  * parser (this scanner, and its fast path over nps_json_index_quotes)
- * takes 147 ns per event there; jsmn 2.9x, yajl 3.5-4.2x, simdjson
- * on-demand 1.55x and simdjson DOM 1.15x that. What the scanner also keeps
+ * takes 120-122 ns per event there; jsmn 3.4x, yajl 4.3-5.1x, simdjson
+ * on-demand 1.95x and simdjson DOM 1.32-1.38x that. What the scanner also keeps
  * that a DOM does not: the raw text of numbers, so the score and ts checks
  * are exact decimal arithmetic (9.0000000000000001 is not the integer 9; a
  * DOM hands over the double 9.0), spans into the message instead of
