@@ -370,35 +370,43 @@ apply_field(nps_event_parser *parser, const field *f, const nps_json_value *v, n
                            "ts must be epoch milliseconds or RFC 3339, got %.*s", EXCERPT(v));
         }
     }
+    /* null means absent, and a key given twice counts as given last: each
+     * role below sets or clears everything it owns */
     if (f->roles & ROLE_TYPE) {
-        if (v->type == NPS_JSON_STRING && text.len == 8 && memcmp(text.ptr, "response", 8) == 0)
+        if (v->type == NPS_JSON_NULL ||
+            (v->type == NPS_JSON_STRING && text.len == 8 && memcmp(text.ptr, "response", 8) == 0))
             ev->sent = false;
         else if (v->type == NPS_JSON_STRING && text.len == 4 && memcmp(text.ptr, "sent", 4) == 0)
             ev->sent = true;
-        else if (v->type != NPS_JSON_NULL)
+        else
             return invalid(detail, detail_size, NPS_INVALID_TYPE,
                            "type must be \"response\" or \"sent\", got %.*s", EXCERPT(v));
     }
     if (f->roles & ROLE_ID) {
         if (v->type == NPS_JSON_STRING || v->type == NPS_JSON_NUMBER)
             ev->id = v->type == NPS_JSON_STRING ? text : (nps_str){v->ptr, v->len};
-        else if (v->type != NPS_JSON_NULL)
+        else if (v->type == NPS_JSON_NULL)
+            ev->id = (nps_str){0};
+        else
             return invalid(detail, detail_size, NPS_INVALID_FIELD,
                            "id must be a string or a number, got %.*s", EXCERPT(v));
     }
     if (f->roles & ROLE_COMMENT) {
         if (v->type == NPS_JSON_STRING)
             ev->comment = text;
-        else if (v->type != NPS_JSON_NULL)
+        else if (v->type == NPS_JSON_NULL)
+            ev->comment = (nps_str){0};
+        else
             return invalid(detail, detail_size, NPS_INVALID_FIELD,
                            "comment must be a string, got %.*s", EXCERPT(v));
     }
     if (f->roles & ROLE_VALUE) {
         if (v->type == NPS_JSON_NUMBER)
             ev->has_value = number_to_cents(v->ptr, v->len, &ev->value_cents);
-        if (v->type == NPS_JSON_NULL)
+        if (v->type == NPS_JSON_NULL) {
             ev->has_value = false;
-        else if (v->type != NPS_JSON_NUMBER || !ev->has_value)
+            ev->value_cents = 0;
+        } else if (v->type != NPS_JSON_NUMBER || !ev->has_value)
             return invalid(detail, detail_size, NPS_INVALID_VALUE,
                            "value must be a number from 0 to 1e12, got %.*s", EXCERPT(v));
     }

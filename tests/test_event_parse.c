@@ -856,3 +856,40 @@ Test(event_parse, fast_path_agrees_with_scanner, .timeout = 120)
     nps_gen_destroy(gen);
     nps_event_parser_destroy(slow);
 }
+
+/* A key given twice counts as given last, and null means absent, for every
+ * field: a null after a value clears what the value set, on the fast path
+ * and on the scanner alike. */
+Test(event_parse, a_repeated_key_counts_as_given_last)
+{
+    nps_error err = {{0}};
+    nps_event_parser *slow = nps_event_parser_new(&views, 65536, &err);
+    cr_assert_not_null(slow, "%s", err.msg);
+    nps_event_parser_set_fast(slow, false);
+    nps_event_parser *parsers[] = {parser, slow};
+    for (int i = 0; i < 2; i++) {
+        nps_event ev;
+        const char *msg = "{\"score\":9,\"value\":40.05,\"id\":\"r-1\",\"comment\":\"slow\","
+                          "\"channel\":\"sms\",\"ts\":1763800000123,\"type\":\"sent\","
+                          "\"value\":null,\"id\":null,\"comment\":null,\"channel\":null,"
+                          "\"ts\":null,\"type\":null}";
+        nps_invalid_reason r = parse_with(parsers[i], msg, strlen(msg), &ev);
+        cr_assert_eq(r, NPS_VALID, "parser %d: %s", i, detail);
+        cr_expect_not(ev.has_value, "parser %d", i);
+        cr_expect_eq(ev.value_cents, 0, "parser %d: value %lld cents left", i,
+                     (long long)ev.value_cents);
+        cr_expect_eq(ev.id.len, 0, "parser %d: id left", i);
+        cr_expect_eq(ev.comment.len, 0, "parser %d: comment left", i);
+        cr_expect_eq(dim_of(&ev, "channel").len, 0, "parser %d: channel left", i);
+        cr_expect_not(ev.has_ts, "parser %d", i);
+        cr_expect_not(ev.sent, "parser %d: still an invitation", i);
+        cr_expect_eq(ev.score, 9, "parser %d", i);
+
+        msg = "{\"score\":9,\"value\":null,\"value\":12.5,\"type\":null,\"type\":\"sent\"}";
+        r = parse_with(parsers[i], msg, strlen(msg), &ev);
+        cr_assert_eq(r, NPS_VALID, "parser %d: %s", i, detail);
+        cr_expect(ev.has_value && ev.value_cents == 1250, "parser %d", i);
+        cr_expect(ev.sent && ev.score == -1, "parser %d", i);
+    }
+    nps_event_parser_destroy(slow);
+}
