@@ -283,14 +283,14 @@ bool nps_delta_set_partition(nps_delta *delta, int32_t partition, int64_t next_o
 
 /* Double a slot table and re-insert every entry. Cold: amortized. */
 static bool rehash(uint32_t **slots, uint32_t *mask, uint32_t count,
-                   uint64_t (*hash_of)(const void *, uint32_t), const void *table)
+                   uint64_t (*hash_of)(const nps_delta_view *, uint32_t), const nps_delta_view *dv)
 {
     uint32_t new_mask = *mask * 2 + 1;
     uint32_t *fresh = calloc((size_t)new_mask + 1, sizeof(uint32_t));
     if (!fresh)
         return false;
     for (uint32_t i = 0; i < count; i++) {
-        uint32_t at = (uint32_t)hash_of(table, i) & new_mask;
+        uint32_t at = (uint32_t)hash_of(dv, i) & new_mask;
         while (fresh[at])
             at = (at + 1) & new_mask;
         fresh[at] = i + 1;
@@ -301,9 +301,9 @@ static bool rehash(uint32_t **slots, uint32_t *mask, uint32_t count,
     return true;
 }
 
-static uint64_t segment_hash(const void *table, uint32_t i)
+static uint64_t segment_hash(const nps_delta_view *dv, uint32_t i)
 {
-    return ((const nps_delta_view *)table)->segments[i].hash;
+    return dv->segments[i].hash;
 }
 
 static inline uint64_t cell_key_hash(uint32_t segment, int64_t pane)
@@ -311,9 +311,8 @@ static inline uint64_t cell_key_hash(uint32_t segment, int64_t pane)
     return mix64(((uint64_t)segment << 40) ^ (uint64_t)pane);
 }
 
-static uint64_t cell_hash(const void *table, uint32_t i)
+static uint64_t cell_hash(const nps_delta_view *dv, uint32_t i)
 {
-    const nps_delta_view *dv = table;
     return cell_key_hash(dv->cells[i].key.segment, dv->cells[i].key.pane);
 }
 
@@ -540,29 +539,6 @@ void nps_delta_value_hashes(const nps_delta *delta, int ndims, const uint32_t *i
 
 static nps_cell *cell_lookup(nps_delta_view *dv, uint32_t segment, int64_t pane);
 
-/* Double the entry table of a view (or make its first). Cold. */
-static bool grow_entries(nps_delta_view *dv, const nps_view *v)
-{
-    uint32_t new_mask = dv->entries ? dv->entries_mask * 2 + 1 : 63;
-    nps_delta_entry *fresh = malloc(((size_t)new_mask + 1) * sizeof(*fresh));
-    if (!fresh)
-        return false;
-    for (uint32_t i = 0; i <= new_mask; i++)
-        fresh[i].segment = NPS_SEGMENT_NONE;
-    for (uint32_t i = 0; dv->entries && i <= dv->entries_mask; i++) {
-        if (dv->entries[i].segment == NPS_SEGMENT_NONE)
-            continue;
-        uint32_t at = nps_delta_entry_slot(v, dv->entries[i].ids) & new_mask;
-        while (fresh[at].segment != NPS_SEGMENT_NONE)
-            at = (at + 1) & new_mask;
-        fresh[at] = dv->entries[i];
-    }
-    free(dv->entries);
-    dv->entries = fresh;
-    dv->entries_mask = new_mask;
-    return true;
-}
-
 /* The entry slot of `key`: its entry, or the empty slot where it goes. */
 static nps_delta_entry *entry_probe(nps_delta_view *dv, const nps_view *v, uint64_t key)
 {
@@ -570,6 +546,26 @@ static nps_delta_entry *entry_probe(nps_delta_view *dv, const nps_view *v, uint6
     while (dv->entries[at].segment != NPS_SEGMENT_NONE && dv->entries[at].ids != key)
         at = (at + 1) & dv->entries_mask;
     return &dv->entries[at];
+}
+
+/* Double the entry table of a view (or make its first). Cold. */
+static bool grow_entries(nps_delta_view *dv, const nps_view *v)
+{
+    nps_delta_entry *old = dv->entries;
+    uint32_t old_mask = dv->entries_mask;
+    uint32_t new_mask = old ? old_mask * 2 + 1 : 63;
+    nps_delta_entry *fresh = malloc(((size_t)new_mask + 1) * sizeof(*fresh));
+    if (!fresh)
+        return false;
+    for (uint32_t i = 0; i <= new_mask; i++)
+        fresh[i].segment = NPS_SEGMENT_NONE;
+    dv->entries = fresh;
+    dv->entries_mask = new_mask;
+    for (uint32_t i = 0; old && i <= old_mask; i++)
+        if (old[i].segment != NPS_SEGMENT_NONE)
+            *entry_probe(dv, v, old[i].ids) = old[i];
+    free(old);
+    return true;
 }
 
 /* The entry of `key`, found or added (NULL only when memory runs out). */
@@ -678,9 +674,8 @@ nps_cell *nps_delta_cell_for(nps_delta *delta, int view, uint32_t segment, int64
     return cell;
 }
 
-static uint64_t theme_cell_hash(const void *table, uint32_t i)
+static uint64_t theme_cell_hash(const nps_delta_view *dv, uint32_t i)
 {
-    const nps_delta_view *dv = table;
     return cell_key_hash(dv->theme_cells[i].key.segment, dv->theme_cells[i].key.pane);
 }
 
