@@ -527,18 +527,8 @@ static nps_invalid_reason plain_parse(nps_event_parser *parser, const char *msg,
             value.type = NPS_JSON_NUMBER;
             value.len = (size_t)(number_end - value.ptr);
             p += value.len;
-        } else if (len - p >= 4 && memcmp(msg + p, "null", 4) == 0) {
-            value.type = NPS_JSON_NULL;
-            value.len = 4;
-            p += 4;
-        } else if (len - p >= 4 && memcmp(msg + p, "true", 4) == 0) {
-            value.type = NPS_JSON_TRUE;
-            value.len = 4;
-            p += 4;
-        } else if (len - p >= 5 && memcmp(msg + p, "false", 5) == 0) {
-            value.type = NPS_JSON_FALSE;
-            value.len = 5;
-            p += 5;
+        } else if (nps_json_scan_literal(msg + p, end, &value)) {
+            p += value.len;
         } else {
             return PLAIN_BAIL;
         }

@@ -232,16 +232,6 @@ static const char *scan_number(const char *p, const char *end, nps_json_err *err
     return q;
 }
 
-static const char *scan_literal(const char *p, const char *end, const char *word, size_t n,
-                                nps_json_err *err)
-{
-    if ((size_t)(end - p) < n || memcmp(p, word, n) != 0) {
-        *err = NPS_JSON_SYNTAX;
-        return NULL;
-    }
-    return p + n;
-}
-
 /* A scalar at p, or NULL with *err; v filled. */
 static const char *scan_scalar(const char *p, const char *end, nps_json_value *v, nps_json_err *err)
 {
@@ -257,17 +247,12 @@ static const char *scan_scalar(const char *p, const char *end, nps_json_value *v
         }
         return q;
     case 't':
-        v->type = NPS_JSON_TRUE;
-        q = scan_literal(p, end, "true", 4, err);
-        break;
     case 'f':
-        v->type = NPS_JSON_FALSE;
-        q = scan_literal(p, end, "false", 5, err);
-        break;
     case 'n':
-        v->type = NPS_JSON_NULL;
-        q = scan_literal(p, end, "null", 4, err);
-        break;
+        q = nps_json_scan_literal(p, end, v);
+        if (!q)
+            *err = NPS_JSON_SYNTAX;
+        return q;
     default:
         v->type = NPS_JSON_NUMBER;
         q = scan_number(p, end, err);

@@ -6,11 +6,11 @@
  * and simdjson on the same extraction from the same corpus. The event
  * parser (this scanner, and its fast path over nps_json_index_quotes)
  * takes 120-122 ns per event there; jsmn 3.4x, yajl 4.3-5.1x, simdjson
- * on-demand 1.95x and simdjson DOM 1.32-1.38x that. What the scanner also keeps
- * that a DOM does not: the raw text of numbers, so the score and ts checks
- * are exact decimal arithmetic (9.0000000000000001 is not the integer 9; a
- * DOM hands over the double 9.0), spans into the message instead of
- * copies, and no C++ or padded copy in the core.
+ * on-demand 1.95x and simdjson DOM 1.32-1.38x that. What the scanner also
+ * keeps that a DOM does not: the raw text of numbers, so the score and ts
+ * checks are exact decimal arithmetic (9.0000000000000001 is not the
+ * integer 9; a DOM hands over the double 9.0), spans into the message
+ * instead of copies, and no C++ or padded copy in the core.
  *
  * It validates the whole text against RFC 8259 (grammar, string escapes,
  * UTF-8, numbers, nesting up to NPS_JSON_MAX_DEPTH) and hands back spans
@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define NPS_JSON_MAX_DEPTH 64
 
@@ -144,6 +145,27 @@ static inline const char *nps_json_scan_number(const char *p, const char *end)
                      *p == '\t'))
         return NULL;
     return p;
+}
+
+/* The literal `true`, `false` or `null` at p: its end, with v's type, ptr
+ * and len set; NULL when none starts there. */
+static inline const char *nps_json_scan_literal(const char *p, const char *end, nps_json_value *v)
+{
+    static const struct {
+        const char *word;
+        size_t len;
+        nps_json_type type;
+    } literals[] = {
+        {"true", 4, NPS_JSON_TRUE}, {"false", 5, NPS_JSON_FALSE}, {"null", 4, NPS_JSON_NULL}};
+    for (size_t i = 0; i < sizeof(literals) / sizeof(literals[0]); i++)
+        if ((size_t)(end - p) >= literals[i].len &&
+            memcmp(p, literals[i].word, literals[i].len) == 0) {
+            v->type = literals[i].type;
+            v->ptr = p;
+            v->len = literals[i].len;
+            return p + literals[i].len;
+        }
+    return NULL;
 }
 
 /*
