@@ -301,7 +301,8 @@ static part_track *track(worker *w, int32_t p);
 
 #define DAY_MS 86400000LL
 /* A stored first occurrence: little-endian uint64 hash of the id, int64
- * offset, int64 event time (ms). */
+ * offset, int64 event time (ms), copied by memcpy as every payload is
+ * (the byte-order check at the top of this file). */
 #define DEDUP_RECORD_BYTES 24
 #define DEDUP_RECORDS_PER_CMD 43690 /* about 1 MiB per command */
 #define DEDUP_LOAD_RECORDS 43690    /* read back in about 1 MiB ranges */
@@ -317,20 +318,6 @@ static void dedup_key(const nps_config *config, int32_t p, int64_t day, char *ke
 {
     snprintf(key, size, "%s:ids:%s:%s:%d:%" PRId64, config->prefix, config->group, config->topic,
              (int)p, day);
-}
-
-static void put_le64(unsigned char *out, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        out[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t get_le64(const unsigned char *in)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)in[i] << (8 * i);
-    return v;
 }
 
 /* Load into `table` partition p's stored first occurrences below offset
@@ -367,10 +354,14 @@ static bool load_dedup(worker *w, int32_t p, int64_t below, nps_dedup *table, np
             size_t n = reply->len / DEDUP_RECORD_BYTES;
             bool ok = true;
             for (size_t i = 0; ok && i < n; i++) {
-                const unsigned char *r = (const unsigned char *)reply->str + i * DEDUP_RECORD_BYTES;
-                int64_t offset = (int64_t)get_le64(r + 8);
+                const char *r = reply->str + i * DEDUP_RECORD_BYTES;
+                uint64_t hash;
+                int64_t offset, ts;
+                memcpy(&hash, r, 8);
+                memcpy(&offset, r + 8, 8);
+                memcpy(&ts, r + 16, 8);
                 if (offset < below)
-                    ok = nps_dedup_load(table, get_le64(r), offset, (int64_t)get_le64(r + 16));
+                    ok = nps_dedup_load(table, hash, offset, ts);
             }
             freeReplyObject(reply);
             if (!ok) {
@@ -1224,9 +1215,9 @@ static bool encode_dedup(pipeline *pl, int64_t now)
                  payload_str(u, key) && payload_str(u, ttl) && payload_arg(u, "", 0);
         }
         unsigned char rec[DEDUP_RECORD_BYTES];
-        put_le64(rec, r->hash);
-        put_le64(rec + 8, (uint64_t)r->offset);
-        put_le64(rec + 16, (uint64_t)r->ts_ms);
+        memcpy(rec, &r->hash, 8);
+        memcpy(rec + 8, &r->offset, 8);
+        memcpy(rec + 16, &r->ts_ms, 8);
         ok = ok && payload_extend(u, rec, sizeof(rec));
         records++;
     }
