@@ -138,6 +138,12 @@ static const setting settings[] = {
      "prefix once published"},
     {"session-timeout-ms", T_INT, FIELD(session_timeout_ms), "6000", NPS_CMD_RUN, 1000, 3600000,
      "MS", "Kafka group session timeout: a dead instance's partitions move after about this"},
+    {"fetch-wait-ms", T_INT, FIELD(fetch_wait_ms), "100", NPS_CMD_RUN, 1, 60000, "MS",
+     "the longest a Kafka fetch waits at the broker for new messages (fetch.wait.max.ms). "
+     "Kafka answers as soon as messages arrive, so this only sets how often an idle worker "
+     "asks; the embedded broker holds every empty fetch this long even when messages arrive "
+     "meanwhile, so against it a low value (npstream demo uses 10) shortens the time from "
+     "produce to Redis"},
     {"partitions", T_INT, FIELD(partitions), "16", NPS_CMD_BROKER | NPS_CMD_DEMO, 1, 10000, "N",
      "partitions of the topic the embedded broker creates"},
     {"flap-ms", T_INT, FIELD(flap_ms), "0", NPS_CMD_BROKER, 0, 3600000, "MS",

@@ -74,10 +74,11 @@ typedef struct nps_config {
     char log_file[NPS_PATH_MAX];
     int64_t buckets; /* flush units per view */
     int64_t session_timeout_ms;
-    int64_t time_scale; /* the engine clock runs this many times the wall clock */
-    int64_t partitions; /* broker */
-    int64_t flap_ms;    /* broker: chaos, 0 off */
-    char top_view[64];  /* top: the view shown; empty: all views */
+    int64_t fetch_wait_ms; /* fetch.wait.max.ms */
+    int64_t time_scale;    /* the engine clock runs this many times the wall clock */
+    int64_t partitions;    /* broker */
+    int64_t flap_ms;       /* broker: chaos, 0 off */
+    char top_view[64];     /* top: the view shown; empty: all views */
     char top_window[16];
     int64_t interval_ms; /* top: refresh period; 0: print once */
     /* gen */

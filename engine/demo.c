@@ -158,19 +158,22 @@ static pid_t start_engine(const nps_config *config, const char *bootstrap, int l
     snprintf(workers, sizeof(workers), "%" PRId64, config->workers);
     snprintf(scale, sizeof(scale), "%" PRId64, config->time_scale);
     snprintf(now, sizeof(now), "%" PRId64, config->now_ms);
-    char *args[2 * NPS_MAX_VIEWS + 80] = {"npstream",     "run",
-                                          "--brokers",    (char *)bootstrap,
-                                          "--topic",      (char *)config->topic,
-                                          "--group",      "npstream-demo",
-                                          "--redis",      (char *)config->redis,
-                                          "--prefix",     (char *)config->prefix,
-                                          "--flush-ms",   flush,
-                                          "--workers",    workers,
-                                          "--time-scale", scale,
-                                          "--now",        now,
-                                          "--http",       "127.0.0.1:0",
-                                          "--windows",    (char *)config->windows_spec};
-    int n = 24;
+    /* --fetch-wait-ms 10: the embedded broker holds an empty fetch that
+     * long even when messages arrive meanwhile (README.md) */
+    char *args[2 * NPS_MAX_VIEWS + 80] = {"npstream",        "run",
+                                          "--brokers",       (char *)bootstrap,
+                                          "--topic",         (char *)config->topic,
+                                          "--group",         "npstream-demo",
+                                          "--redis",         (char *)config->redis,
+                                          "--prefix",        (char *)config->prefix,
+                                          "--flush-ms",      flush,
+                                          "--workers",       workers,
+                                          "--time-scale",    scale,
+                                          "--now",           now,
+                                          "--http",          "127.0.0.1:0",
+                                          "--fetch-wait-ms", "10",
+                                          "--windows",       (char *)config->windows_spec};
+    int n = 26;
     if (!config->windows_spec[0])
         n -= 2;
     n = view_args(config, args, n, specs);

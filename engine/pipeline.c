@@ -1704,10 +1704,11 @@ static void kafka_log(const rd_kafka_t *rk, int level, const char *facility, con
 static rd_kafka_t *new_consumer(worker *w, nps_error *err)
 {
     const nps_config *config = w->pl->config;
-    char errstr[512], timeout[32], heartbeat[32], id[160];
+    char errstr[512], timeout[32], heartbeat[32], fetch_wait[32], id[160];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     snprintf(timeout, sizeof(timeout), "%" PRId64, config->session_timeout_ms);
     snprintf(heartbeat, sizeof(heartbeat), "%" PRId64, config->session_timeout_ms / 4);
+    snprintf(fetch_wait, sizeof(fetch_wait), "%" PRId64, config->fetch_wait_ms);
     snprintf(id, sizeof(id), "npstream-%s-w%d", w->pl->instance, w->id);
     const char *settings[][2] = {
         {"bootstrap.servers", config->brokers},
@@ -1718,7 +1719,7 @@ static rd_kafka_t *new_consumer(worker *w, nps_error *err)
         {"auto.offset.reset", "earliest"},
         {"session.timeout.ms", timeout},
         {"heartbeat.interval.ms", heartbeat},
-        {"fetch.wait.max.ms", "100"},
+        {"fetch.wait.max.ms", fetch_wait},
         /* librdkafka 2.0 applies this to the whole consumer queue: at its
          * default (100000) a worker doing ~0.5 us per message starves
          * waiting for fetches (bench/README.md, end to end). The byte cap

@@ -76,6 +76,9 @@ out=$("$NPSTREAM" run --windows 5m,7x 2>&1); rc=$?
 [ $rc -eq 2 ] && grep -q "window '7x'" <<<"$out" || fail "bad --windows: rc=$rc $out"
 out=$("$NPSTREAM" run --max-segments 0 2>&1); rc=$?
 [ $rc -eq 2 ] && grep -q "max-segments" <<<"$out" || fail "bad --max-segments: rc=$rc $out"
+out=$("$NPSTREAM" run --fetch-wait-ms 0 2>&1); rc=$?
+[ $rc -eq 2 ] && grep -q "fetch-wait-ms (from --fetch-wait-ms): expected an integer in 1..60000" \
+    <<<"$out" || fail "bad --fetch-wait-ms: rc=$rc $out"
 out=$(NPSTREAM_MAX_SKEW=soon "$NPSTREAM" run 2>&1); rc=$?
 [ $rc -eq 2 ] && grep -q "NPSTREAM_MAX_SKEW" <<<"$out" || fail "bad env: rc=$rc $out"
 out=$("$NPSTREAM" run --bogus 1 2>&1); rc=$?
