@@ -48,6 +48,21 @@ subtract their sketches from the theme sets.
 Usage: bench/redis_cost.py --flush [--full] [--segments S,S,...]
        [--buckets B] [--partitions P] [--flushes F] [--budget-ms MS]
        [--themes [--terms N] [--repeats R]]
+
+--floor: what the write alone costs, whoever computes it. For S segments
+(--segments, default 10k) it first runs flush.lua's new and steady rounds
+(the workload above), then measures, by Redis's main-thread CPU (INFO cpu)
+over --repeats (3) rounds each, medians:
+  script: flush.lua's steady round (reads, arithmetic, panes, writes);
+  hset:   one HSET per (segment, window) of exactly the fields that round
+          changes (updated_ms, two histogram bins, responses, promoters,
+          the bin's class, score_sum, nps, moe95, avg), values precomputed,
+          pipelined from the client: no read, no Lua, no pane;
+  lua:    the same HSETs from a script that only passes its arguments on;
+  packed: the same counts and derived fields laid out as one hash per
+          segment, one field per window holding them all, one HSET per
+          segment: what a contract with fewer keys and fields would cost.
+Usage: bench/redis_cost.py --floor [--segments S,...] [--repeats R]
 """
 import argparse
 import os
@@ -374,10 +389,113 @@ def themes_rounds(r, sha, opts):
           f"main thread under {budget:.0f} ms of CPU per second")
 
 
+# --floor: the write of the window hashes alone.
+PASS_ON_LUA = """
+local i, n = 1, #ARGV
+while i <= n do
+    local k = tonumber(ARGV[i + 1])
+    redis.call('HSET', ARGV[i], unpack(ARGV, i + 2, i + 1 + 2 * k))
+    i = i + 2 + 2 * k
+end
+return 1
+"""
+
+
+def changed_fields(i, stamp):
+    """The fields flush.lua's steady round rewrites for segment i's window
+    hashes (one event in bin i % 11 x 3, one in h10), with plausible values."""
+    b = i % 11
+    fields = {"updated_ms": str(stamp), f"h{b}": "6", "h10": "2", "responses": "8",
+              "promoters": "2" if b < 9 else "8", "score_sum": str(6 * b + 20),
+              "nps": "-50.0000", "moe95": "49.4975", "avg": "5.5000"}
+    if b < 9:
+        fields["passives" if b >= 7 else "detractors"] = "6"
+    return fields
+
+
+def resp(*args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def send_raw(port, payload, replies):
+    """Send pre-encoded commands and wait for `replies` replies (each
+    reply of these commands is one line)."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(payload)
+        got, buf = 0, b""
+        while got < replies:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                raise RuntimeError("redis closed the connection")
+            if b"-ERR" in chunk or b"-NOSCRIPT" in chunk:
+                raise RuntimeError(chunk[:200].decode(errors="replace"))
+            got += chunk.count(b"\r\n")
+    return got
+
+
+def cpu_of(r, action):
+    c0 = main_thread_cpu_s(r)
+    action()
+    return main_thread_cpu_s(r) - c0
+
+
+def floor_rounds(r, sha, opts):
+    port = r.connection_pool.connection_kwargs["port"]
+    lua_sha = r.script_load(PASS_ON_LUA)
+    sizes = [int(x) for x in opts.segments.split(",")] if opts.segments else [10000]
+    print(f"{'segments':>9} {'pairs':>8} {'script':>8} {'hset':>8} {'lua':>8} {'packed':>8}"
+          "   (us of Redis main-thread CPU per (segment, window), medians)")
+    for s in sizes:
+        r.flushall()
+        now = 1_800_000_000_000
+        pairs = s * len(WINDOWS)
+        r.evalsha(sha, 0, *unit_args(s, now, -1, 1000))
+        script, hset, lua, packed = [], [], [], []
+        for k in range(opts.repeats):
+            t = now + 1000 * (k + 1)
+            args = unit_args(s, t, 1000 * (k + 1), 1000 * (k + 2))
+            script.append(cpu_of(r, lambda: r.evalsha(sha, 0, *args)))
+            cmds, per_pair = [], []
+            for i in range(s):
+                f = changed_fields(i, t)
+                flat = [x for kv in f.items() for x in kv]
+                for name, _ in WINDOWS:
+                    key = f"nps:win:by_seg:seg=s{i}:{name}"
+                    cmds.append(resp("HSET", key, *flat))
+                    per_pair.append([key, len(f)] + flat)
+            payload = b"".join(cmds)
+            hset.append(cpu_of(r, lambda: send_raw(port, payload, pairs)))
+            chunks = []  # scripts of 2,000 pairs, as a bucket unit holds a few thousand
+            for first in range(0, len(per_pair), 2000):
+                chunk = [a for pair in per_pair[first:first + 2000] for a in pair]
+                chunks.append(resp("EVALSHA", lua_sha, 0, *chunk))
+            lua_payload = b"".join(chunks)
+            lua.append(cpu_of(r, lambda: send_raw(port, lua_payload, len(chunks))))
+            pcmds = []
+            for i in range(s):
+                f = changed_fields(i, t)
+                body = ",".join(f'"{n}":{v}' for n, v in f.items())
+                text = "{" + body + "}"
+                flat = []
+                for name, _ in WINDOWS:
+                    flat += [name, text]
+                pcmds.append(resp("HSET", f"nps:seg:by_seg:seg=s{i}", *flat))
+            ppayload = b"".join(pcmds)
+            packed.append(cpu_of(r, lambda: send_raw(port, ppayload, s)))
+        row = [median(x) * 1e6 / pairs for x in (script, hset, lua, packed)]
+        print(f"{s:>9} {pairs:>8} " + " ".join(f"{v:>8.2f}" for v in row))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("sizes", nargs="*", type=int, help="segments per unit (unit rounds)")
     parser.add_argument("--flush", action="store_true", help="whole flushes of bucket units")
+    parser.add_argument("--floor", action="store_true",
+                        help="the window hashes' write alone: script, HSET, packed")
     parser.add_argument("--full", action="store_true", help="with --flush: add 100k segments")
     parser.add_argument("--segments", help="with --flush: comma-separated segment counts")
     parser.add_argument("--buckets", type=int, default=64)
@@ -399,7 +517,9 @@ def main():
         sha = r.script_load(SCRIPT)
         version = r.info("server")["redis_version"]
         print(f"redis {version}, loopback; Redis time from INFO commandstats and INFO cpu")
-        if opts.themes:
+        if opts.floor:
+            floor_rounds(r, sha, opts)
+        elif opts.themes:
             themes_rounds(r, sha, opts)
         elif opts.flush:
             flush_rounds(r, sha, opts)
