@@ -247,9 +247,12 @@ def median(values):
     return values[len(values) // 2]
 
 
-def flush_sizes(opts):
+def flush_sizes(opts, default=None):
+    """--segments, else `default`, else the --flush sizes (--full adds 100k)."""
     if opts.segments:
         return [int(x) for x in opts.segments.split(",")]
+    if default:
+        return default
     return [0, 1000, 10000, 100000] if opts.full else [0, 1000, 10000]
 
 
@@ -446,7 +449,7 @@ def cpu_of(r, action):
 def floor_rounds(r, sha, opts):
     port = r.connection_pool.connection_kwargs["port"]
     lua_sha = r.script_load(PASS_ON_LUA)
-    sizes = [int(x) for x in opts.segments.split(",")] if opts.segments else [10000]
+    sizes = flush_sizes(opts, default=[10000])
     print(f"{'segments':>9} {'pairs':>8} {'script':>8} {'hset':>8} {'lua':>8} {'packed':>8}"
           "   (us of Redis main-thread CPU per (segment, window), medians)")
     for s in sizes:
@@ -459,7 +462,7 @@ def floor_rounds(r, sha, opts):
             t = now + 1000 * (k + 1)
             args = unit_args(s, t, 1000 * (k + 1), 1000 * (k + 2))
             script.append(cpu_of(r, lambda: r.evalsha(sha, 0, *args)))
-            cmds, per_pair = [], []
+            cmds, per_pair, pcmds = [], [], []
             for i in range(s):
                 f = changed_fields(i, t)
                 flat = [x for kv in f.items() for x in kv]
@@ -467,6 +470,10 @@ def floor_rounds(r, sha, opts):
                     key = f"nps:win:by_seg:seg=s{i}:{name}"
                     cmds.append(resp("HSET", key, *flat))
                     per_pair.append([key, len(f)] + flat)
+                # packed: the same fields as one JSON object per window
+                text = "{" + ",".join(f'"{n}":{v}' for n, v in f.items()) + "}"
+                pcmds.append(resp("HSET", f"nps:seg:by_seg:seg=s{i}",
+                                  *[x for name, _ in WINDOWS for x in (name, text)]))
             payload = b"".join(cmds)
             hset.append(cpu_of(r, lambda: send_raw(port, payload, pairs)))
             chunks = []  # scripts of 2,000 pairs, as a bucket unit holds a few thousand
@@ -475,15 +482,6 @@ def floor_rounds(r, sha, opts):
                 chunks.append(resp("EVALSHA", lua_sha, 0, *chunk))
             lua_payload = b"".join(chunks)
             lua.append(cpu_of(r, lambda: send_raw(port, lua_payload, len(chunks))))
-            pcmds = []
-            for i in range(s):
-                f = changed_fields(i, t)
-                body = ",".join(f'"{n}":{v}' for n, v in f.items())
-                text = "{" + body + "}"
-                flat = []
-                for name, _ in WINDOWS:
-                    flat += [name, text]
-                pcmds.append(resp("HSET", f"nps:seg:by_seg:seg=s{i}", *flat))
             ppayload = b"".join(pcmds)
             packed.append(cpu_of(r, lambda: send_raw(port, ppayload, s)))
         row = [median(x) * 1e6 / pairs for x in (script, hset, lua, packed)]
@@ -506,7 +504,7 @@ def main():
                         help="with --flush: themes off and on, in turn, on 24h and 7d")
     parser.add_argument("--terms", type=int, default=8, help="with --themes: terms per sketch")
     parser.add_argument("--repeats", type=int, default=3,
-                        help="with --themes: off/on series per size")
+                        help="with --themes: off/on series per size; with --floor: rounds per size")
     opts = parser.parse_args()
     if opts.themes and not opts.flush:
         parser.error("--themes needs --flush")
