@@ -17,6 +17,7 @@ import os
 import random
 import re
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -1063,6 +1064,12 @@ def scenario_dedup(h):
     if not ttls or min(ttls) <= 0 or max(ttls) > 8 * DAY:
         raise Failure("dedup keys: %d, time to live %s..%s ms" % (len(keys), min(ttls, default=None),
                                                                max(ttls, default=None)))
+    for k in keys:  # each key holds its partition's ids first seen on its day, and only those
+        raw, day = h.r.get(k), int(k.rsplit(b":", 1)[1])
+        days = {ts // DAY for _, _, ts in struct.iter_unpack("<Qqq", raw or b"")}
+        if len(raw or b"") % 24 or days - {day}:
+            raise Failure("dedup key %s: %d bytes, records of days %s" % (k, len(raw or b""),
+                                                                        sorted(days)))
     s.produce(part_c)
     e2 = s.engine(workers=2, flush_ms=300, extra=["--now", T])
     ref, ends = s.read_back(T)
