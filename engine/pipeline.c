@@ -89,6 +89,8 @@ typedef struct worker {
     uint64_t epoch;
     pthread_t thread;
     atomic_bool drained;  /* stopped consuming and handed over everything */
+    atomic_bool behind;   /* reading a backlog: a batch came full, and it has not caught up */
+    atomic_bool lagging;  /* it may hold or have messages it has not handed over */
     _Atomic int assigned; /* partitions held now */
     _Atomic uint64_t messages;
 } worker;
@@ -214,6 +216,10 @@ struct pipeline {
     rd_kafka_t *dlq; /* dead-letter producer, shared by the workers; NULL: off */
     _Atomic uint64_t dlq_sent, dlq_failed;
     _Atomic uint64_t flushes, resyncs, mismatches, segments_written, expired_panes;
+    _Atomic uint64_t catch_up_flushes;
+    atomic_bool caught_up;  /* a worker has just handed over the end of a backlog */
+    bool catch_up_pending;  /* flusher: ... and no flush has started since */
+    bool flush_is_catch_up; /* the outstanding flush started early for it */
     _Atomic uint64_t detractors_appended, detractors_trimmed;
     _Atomic uint64_t dedup_ids_written; /* first occurrences stored in Redis */
     _Atomic int64_t last_flush_us;
@@ -452,6 +458,7 @@ static void push_registration(pipeline *pl, const registration *reg)
 static bool take_partitions(worker *w, rd_kafka_topic_partition_list_t *parts)
 {
     pipeline *pl = w->pl;
+    atomic_store(&w->lagging, true); /* until a batch after this says otherwise */
     int nunits = pl->nunits;
     int64_t *fences = calloc((size_t)parts->cnt * (size_t)nunits + 1, sizeof(int64_t));
     if (!fences) {
@@ -532,8 +539,9 @@ static bool flush_and_wait(pipeline *pl, int64_t wait_ms)
 }
 
 /* Hand over the current delta with the progress of every partition,
- * waiting for the flusher when `wait`. */
-static void publish(worker *w, bool wait)
+ * waiting for the flusher when `wait`. True when nothing is left to hand
+ * over. */
+static bool publish(worker *w, bool wait)
 {
     nps_delta *delta = nps_shard_current(w->shard);
     delta->epoch = w->epoch;
@@ -547,10 +555,11 @@ static void publish(worker *w, bool wait)
     if (wait)
         nps_shard_drain(w->shard);
     else if (!nps_shard_publish(w->shard))
-        return;
+        return nps_delta_is_empty(delta);
     for (int32_t p = 0; p < w->parts_cap; p++)
         if (w->parts[p].assigned)
             w->parts[p].published = w->parts[p].next;
+    return true;
 }
 
 static void release_partitions(worker *w, const rd_kafka_topic_partition_list_t *parts)
@@ -603,6 +612,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
  * fences again and seek every assigned partition to its smallest one. */
 static void resync_worker(worker *w)
 {
+    atomic_store(&w->lagging, true); /* it reads again from the fences */
     nps_delta_clear(nps_shard_current(w->shard));
     rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(8);
     for (int32_t p = 0; p < w->parts_cap; p++)
@@ -675,6 +685,27 @@ static void count_message(worker *w, const rd_kafka_message_t *m)
     t->next = m->offset + 1;
 }
 
+/* Whether some partition of the worker is behind the high watermark the
+ * last fetch reported (librdkafka's cached values; nothing is asked of
+ * the broker) by more than one offset (the last may be a transaction's
+ * marker, which is never delivered), or has no watermark yet. A partition
+ * not read from yet stands at its lowest fence, or without one at the
+ * low watermark. */
+static bool partitions_lag(worker *w)
+{
+    for (int32_t p = 0; p < w->parts_cap; p++) {
+        const part_track *t = &w->parts[p];
+        if (!t->assigned)
+            continue;
+        int64_t low = -1, high = -1;
+        rd_kafka_get_watermark_offsets(w->rk, w->pl->config->topic, p, &low, &high);
+        int64_t at = t->next >= 0 ? t->next : t->min_fence >= 0 ? t->min_fence : low;
+        if (high < 0 || at < 0 || high - at > 1)
+            return true;
+    }
+    return false;
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -700,7 +731,23 @@ static void *worker_main(void *arg)
         }
         if (n > 0)
             atomic_fetch_add(&w->messages, (uint64_t)n);
-        publish(w, false);
+        /* A full batch means a backlog. A short one, once everything is
+         * handed over and no partition lags (a short batch alone may only
+         * mean that the fetches fell behind the worker), means it has
+         * caught up: it tells the flusher, which publishes when no worker
+         * lags, without waiting for its tick. */
+        bool handed = publish(w, false);
+        if (n == BATCH_MESSAGES) {
+            atomic_store(&w->lagging, true);
+            atomic_store(&w->behind, true);
+        } else {
+            bool lagging = !handed || partitions_lag(w);
+            atomic_store(&w->lagging, lagging);
+            if (!lagging && atomic_load(&w->behind)) {
+                atomic_store(&w->behind, false);
+                atomic_store(&pl->caught_up, true);
+            }
+        }
     }
     publish(w, true);
     atomic_store(&w->drained, true);
@@ -1465,11 +1512,13 @@ static void finish_flush(pipeline *pl, int64_t started_us)
     pl->outstanding = false;
     pl->ndedup_cmds = 0;
     atomic_fetch_add(&pl->detractors_appended, pl->flush_detractors);
+    if (pl->flush_is_catch_up)
+        atomic_fetch_add(&pl->catch_up_flushes, 1);
     commit_offsets(pl);
     int64_t took_us = mono_us() - started_us;
-    LOG(DEBUG, "flush %" PRIu64 ": encoded in %.1f ms, applied in %.1f ms; %u detractor entries",
-        pl->flush_seq, (double)pl->flush_encode_us / 1000, (double)took_us / 1000,
-        pl->flush_detractors);
+    LOG(DEBUG, "flush %" PRIu64 "%s: encoded in %.1f ms, applied in %.1f ms; %u detractor entries",
+        pl->flush_seq, pl->flush_is_catch_up ? " (a backlog's end)" : "",
+        (double)pl->flush_encode_us / 1000, (double)took_us / 1000, pl->flush_detractors);
     pl->flush_detractors = 0;
     atomic_store(&pl->last_flush_us, took_us);
     record_flush(pl, (double)took_us / 1e6);
@@ -1690,13 +1739,55 @@ static void snapshot_metrics(pipeline *pl)
     pthread_mutex_unlock(&pl->metrics_lock);
 }
 
+/* What the workers say of themselves, read before their deltas are
+ * taken: a worker hands its delta over before it says it caught up. */
+typedef struct workers_state {
+    bool caught_up; /* one has just caught up with a backlog */
+    bool behind;    /* one still reads a backlog */
+    bool lagging;   /* one may still hold what has not been handed over */
+} workers_state;
+
+static workers_state read_workers(pipeline *pl)
+{
+    workers_state st = {.caught_up = atomic_exchange(&pl->caught_up, false)};
+    for (int i = 0; i < pl->nworkers; i++) {
+        st.behind |= atomic_load(&pl->workers[i].behind);
+        st.lagging |= atomic_load(&pl->workers[i].lagging);
+    }
+    return st;
+}
+
+/* Whether a flush starts now, on the tick every --flush-ms, or on a
+ * backlog's end. While a worker reads a backlog the tick waits, up to one
+ * more interval, so that what it reads reaches Redis in one flush rather
+ * than in a flush per tick (a backlog's flushes rewrite the same segments,
+ * and the detractor entries of all but the last are trimmed again); once
+ * a worker has caught up and none lags, a flush starts at once, if the
+ * last one started at least half an interval ago. So flushes stay at
+ * least half an interval and at most two apart. */
+static bool flush_due(pipeline *pl, const workers_state *st, int64_t now, int64_t next_flush,
+                      int64_t last_flush, bool *catch_up)
+{
+    int64_t interval = pl->config->flush_ms;
+    *catch_up = false;
+    if (now >= next_flush && (!st->behind || now >= next_flush + interval))
+        return true;
+    if (pl->catch_up_pending && !st->behind && !st->lagging && now >= last_flush + interval / 2) {
+        *catch_up = true;
+        return true;
+    }
+    return false;
+}
+
 static void *flusher_main(void *arg)
 {
     pipeline *pl = arg;
-    int64_t next_flush = mono_ms() + pl->config->flush_ms;
+    int64_t last_flush = mono_ms(), next_flush = last_flush + pl->config->flush_ms;
     int64_t stop_deadline = 0;
     for (;;) {
         bool changed = apply_registrations(pl);
+        workers_state st = read_workers(pl);
+        pl->catch_up_pending |= st.caught_up;
         bool busy = take_deltas(pl);
         int64_t now = mono_ms();
         atomic_store(&pl->heartbeat_mono_ms, now);
@@ -1714,11 +1805,18 @@ static void *flusher_main(void *arg)
                 send_units(pl);
                 changed = true;
             }
-        } else if (now >= next_flush || requested || (stopping && has_pending(pl))) {
-            start_flush(pl);
-            send_units(pl);
-            next_flush = now + pl->config->flush_ms;
-            changed = true;
+        } else {
+            bool catch_up = false;
+            if (requested || (stopping && has_pending(pl)) ||
+                flush_due(pl, &st, now, next_flush, last_flush, &catch_up)) {
+                pl->flush_is_catch_up = catch_up;
+                pl->catch_up_pending = false;
+                start_flush(pl);
+                send_units(pl);
+                last_flush = now;
+                next_flush = now + pl->config->flush_ms;
+                changed = true;
+            }
         }
         if (busy || changed)
             snapshot_metrics(pl);
@@ -2142,6 +2240,10 @@ static void write_metrics(void *ctx, FILE *out)
         fprintf(out, "npstream_active_segments{view=\"%s\"} %zu\n", config->views.views[v].name,
                 m->segments[v]);
     write_counter(out, "npstream_flushes_total", "Flushes completed.", atomic_load(&pl->flushes));
+    write_counter(out, "npstream_catch_up_flushes_total",
+                  "Flushes started before their tick because the workers had just read to the "
+                  "end of a backlog.",
+                  atomic_load(&pl->catch_up_flushes));
     write_histogram(out, "npstream_flush_duration_seconds",
                     "Wall time of a flush: every unit sent and applied.", &m->flush, flush_bounds,
                     FLUSH_BUCKETS);

@@ -1240,6 +1240,33 @@ def scenario_quiet_fences(h):
                            sum(1 for u in UNITS if u.startswith("by_channel#")), field, n))
 
 
+def scenario_catch_up(h):
+    """A backlog reaches Redis once the workers have read it, not at the
+    next tick: with --flush-ms 10000 every fence is at its end before the
+    first tick can come, by a flush /metrics counts as a backlog's end,
+    and every hash equals the reference."""
+    s = Scenario(h, "catch_up")
+    T = itlib.now_ms()
+    s.produce(itlib.gen_events(h.npstream, h.work, 40000, 31, T, 0.0))
+    ref, ends = s.read_back(T)
+    started = time.monotonic()
+    e = s.engine(workers=2, flush_ms=10000, extra=["--now", T])
+    s.wait_fences(ends, 9.5)  # the first tick is 10 s after the engine's start, or later
+    took = time.monotonic() - started
+    m, _ = e.metrics()
+    early = m.get(("npstream_catch_up_flushes_total", ""), 0)
+    flushes = m.get(("npstream_flushes_total", ""), 0)
+    e.terminate()
+    if early < 1:
+        raise Failure("npstream_catch_up_flushes_total = %s after the backlog was published"
+                      % early)
+    n = itlib.compare(h.r, s.prefix, ref)
+    s.close()
+    return ("catch_up: %s; with --flush-ms 10000 the backlog was in Redis %.1f s after the "
+            "engine's start, by %d of its %d flushes; %d hashes equal the reference"
+            % (ref.summary(), took, early, flushes, n))
+
+
 def engine_now(h, s):
     entries = h.r.xrevrange(s.prefix + ":updates", count=1)
     return int(entries[0][1][b"now_ms"]) if entries else 0
@@ -1260,7 +1287,7 @@ SCENARIOS = [scenario_exact, scenario_crash, scenario_rebalance, scenario_redis_
              scenario_detractors_trim, scenario_windows, scenario_alerts, scenario_security,
              scenario_logs, scenario_hostile, scenario_flaky_broker, scenario_signals,
              scenario_dedup, scenario_dedup_short, scenario_per_view, scenario_demo,
-             scenario_quiet_fences]
+             scenario_quiet_fences, scenario_catch_up]
 
 
 def main():
