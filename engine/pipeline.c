@@ -59,6 +59,13 @@
  * which freshness pays (bench/README.md, "End to end": 100 ms here gave
  * a p99 of 1.48-1.77 s at 20,000 events/s, 10 ms 1.42-1.43 s). */
 #define BATCH_WAIT_MS 10
+/* While a worker reads a backlog the flusher takes the workers' deltas at
+ * most every MERGE_PACE_MS, so each delta covers more events and merging
+ * them (nps_state_merge and the theme sketches, 10% of the engine's CPU
+ * reading 1 M events) runs fewer times on cores the workers need; a
+ * worker whose slot is still full keeps counting into its current delta.
+ * bench/e2e, 8 alternating runs each: 4.75 s median against 4.96 s. */
+#define MERGE_PACE_MS 20
 #define REDIS_TIMEOUT_MS 30000
 #define REVOKE_FLUSH_WAIT_MS 10000
 #define SHUTDOWN_FLUSH_WAIT_MS 15000
@@ -1783,13 +1790,18 @@ static void *flusher_main(void *arg)
 {
     pipeline *pl = arg;
     int64_t last_flush = mono_ms(), next_flush = last_flush + pl->config->flush_ms;
-    int64_t stop_deadline = 0;
+    int64_t stop_deadline = 0, last_take = 0;
     for (;;) {
         bool changed = apply_registrations(pl);
         workers_state st = read_workers(pl);
         pl->catch_up_pending |= st.caught_up;
-        bool busy = take_deltas(pl);
         int64_t now = mono_ms();
+        bool busy = false;
+        if (!st.behind || now >= last_take + MERGE_PACE_MS) {
+            busy = take_deltas(pl);
+            last_take = now;
+        }
+        now = mono_ms();
         atomic_store(&pl->heartbeat_mono_ms, now);
         pthread_mutex_lock(&pl->lock);
         bool requested = pl->flush_requests > pl->flushes_done;
