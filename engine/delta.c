@@ -10,6 +10,7 @@
  */
 #include "delta.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -186,6 +187,7 @@ typedef struct detractor_head {
     int64_t ts_ms;
     int64_t value_cents;
     uint32_t id_len, comment_len;
+    uint32_t bucket; /* of its segment in the detractor view */
     uint8_t score, has_value, ndims;
 } detractor_head;
 
@@ -199,9 +201,10 @@ static void put_bytes(char **dst, const char *src, size_t len)
 }
 
 bool nps_delta_add_detractor(nps_delta *delta, const nps_views *views, const nps_event *ev,
-                             int64_t ts_ms, int32_t partition, int64_t offset)
+                             int64_t ts_ms, int32_t partition, int64_t offset, uint32_t bucket)
 {
     detractor_head head = {
+        .bucket = bucket,
         .partition = partition,
         .offset = offset,
         .ts_ms = ts_ms,
@@ -241,6 +244,7 @@ void nps_detractor_read(const char *buf, size_t *pos, nps_detractor *out)
     uint32_t dim_lens[NPS_MAX_DIMS];
     memcpy(dim_lens, p + sizeof(head), (size_t)head.ndims * 4);
     p += sizeof(head) + (size_t)head.ndims * 4;
+    out->bucket = head.bucket;
     out->partition = head.partition;
     out->offset = head.offset;
     out->ts_ms = head.ts_ms;
@@ -256,6 +260,13 @@ void nps_detractor_read(const char *buf, size_t *pos, nps_detractor *out)
     }
     out->comment = (nps_str){p, head.comment_len};
     *pos += head.bytes;
+}
+
+uint32_t nps_detractor_bucket(const char *buf, size_t pos)
+{
+    uint32_t bucket;
+    memcpy(&bucket, buf + pos + offsetof(detractor_head, bucket), 4);
+    return bucket;
 }
 
 void nps_detractor_skip(const char *buf, size_t *pos)

@@ -256,11 +256,12 @@ nps_theme_cell *nps_delta_theme_cell_for(nps_delta *delta, int view, uint32_t se
                                          int64_t pane);
 
 /* @locality owner. Append one detractor response: id, score, ts, every
- * dimension of the views, value and comment when present, and where it
- * came from, as one record: a fixed header and the strings' bytes, no
+ * dimension of the views, value and comment when present, where it came
+ * from, and the bucket of its segment in the detractor view (whose unit
+ * appends it), as one record: a fixed header and the strings' bytes, no
  * formatting (the hot path). False when memory runs out. */
 bool nps_delta_add_detractor(nps_delta *delta, const nps_views *views, const nps_event *ev,
-                             int64_t ts_ms, int32_t partition, int64_t offset);
+                             int64_t ts_ms, int32_t partition, int64_t offset, uint32_t bucket);
 
 /* @locality owner. Record a first occurrence of a response id. False
  * when memory runs out. */
@@ -269,6 +270,7 @@ bool nps_delta_add_dedup_record(nps_delta *delta, const nps_dedup_record *record
 /* One detractor response as read back from its record. The strings
  * point into the records' buffer. */
 typedef struct nps_detractor {
+    uint32_t bucket; /* of its segment in nps_views_detractor_view */
     int32_t partition;
     int64_t offset;
     int64_t ts_ms;
@@ -284,6 +286,9 @@ typedef struct nps_detractor {
 /* Read the record at *pos of a detractor buffer (delta->detractors, or
  * records appended from it) and advance *pos past it. */
 void nps_detractor_read(const char *buf, size_t *pos, nps_detractor *out);
+
+/* The bucket of the record at `pos`, reading only it. */
+uint32_t nps_detractor_bucket(const char *buf, size_t pos);
 
 /* Advance *pos past the record there, reading only its length. */
 void nps_detractor_skip(const char *buf, size_t *pos);

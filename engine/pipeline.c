@@ -191,10 +191,16 @@ struct pipeline {
     char alerts_arg[512];      /* ARGV[11], for views that keep alerts */
     char **bench_args;         /* per view: flush.lua ARGV[12] */
     char maxlen_arg[32];       /* ARGV[13] */
-    int all_unit;              /* the unit of the `all` view's segment: it appends detractors */
+    int detractor_view;        /* its units append the detractors (nps_views_detractor_view) */
     char *detractors;          /* pending detractor records (delta.h) */
     size_t detractors_len, detractors_cap;
     uint32_t ndetractors, flush_detractors;
+    /* While a flush is encoded: the records' positions in `detractors`,
+     * grouped by unit; unit u's are at detractor_at[detractor_start[u]..
+     * detractor_start[u + 1]). */
+    size_t *detractor_at;
+    uint32_t detractor_at_cap;
+    uint32_t *detractor_start; /* nunits + 1 */
     /* ARGV[15] when D > 0: the field names of a detractor entry */
     char detractor_fields_arg[NPS_MAX_DIMS * NPS_NAME_MAX + 64];
     int64_t flush_encode_us;         /* the outstanding flush's encoding (a debug log line) */
@@ -1120,16 +1126,57 @@ static bool starts_chunk(size_t *chunk_bytes, size_t record_bytes)
     return starts;
 }
 
-/* The pending detractor entries as flush.lua's ARGV[14..]: D, the number
- * of arguments that follow; when D > 0 the field names (ARGV[15]), then
- * the entries in chunks of about DETRACTOR_CHUNK_BYTES, each entry its
- * values back to back. Numbers are formatted here, on the flusher, and
- * Redis parses a few large arguments instead of two per field. */
-static bool encode_detractors(pipeline *pl, unit_payload *u)
+/* Group the pending detractor records by the unit that appends them
+ * (the detractor view's unit of their segment), keeping their order
+ * within a unit: detractor_at and detractor_start. After the trim of a
+ * backlog's flush to the newest --detractors-maxlen. False when memory
+ * runs out. */
+static bool group_detractors(pipeline *pl)
 {
-    size_t nchunks = 0, chunk_bytes = DETRACTOR_CHUNK_BYTES, pos = 0;
-    for (uint32_t i = 0; i < pl->ndetractors; i++) {
-        size_t at = pos;
+    uint64_t maxlen = (uint64_t)pl->config->detractors_maxlen;
+    if (maxlen && pl->ndetractors > maxlen)
+        trim_detractors(pl, (uint32_t)maxlen);
+    uint32_t n = pl->ndetractors, *start = pl->detractor_start;
+    if (n > pl->detractor_at_cap) {
+        size_t *bigger = realloc(pl->detractor_at, (size_t)n * sizeof(*bigger));
+        if (!bigger)
+            return false;
+        pl->detractor_at = bigger;
+        pl->detractor_at_cap = n;
+    }
+    memset(start, 0, ((size_t)pl->nunits + 1) * sizeof(*start));
+    int first = pl->detractor_view * (int)pl->buckets;
+    size_t pos = 0;
+    for (uint32_t i = 0; i < n; i++) { /* count per unit, into start[u + 1] */
+        start[first + (int)(nps_detractor_bucket(pl->detractors, pos) % pl->buckets) + 1]++;
+        nps_detractor_skip(pl->detractors, &pos);
+    }
+    for (int u = 0; u < pl->nunits; u++)
+        start[u + 1] += start[u];
+    pos = 0; /* place each, start[u] moving to unit u's end */
+    for (uint32_t i = 0; i < n; i++) {
+        int u = first + (int)(nps_detractor_bucket(pl->detractors, pos) % pl->buckets);
+        pl->detractor_at[start[u]++] = pos;
+        nps_detractor_skip(pl->detractors, &pos);
+    }
+    for (int u = pl->nunits; u > 0; u--) /* back to where each unit's records begin */
+        start[u] = start[u - 1];
+    start[0] = 0;
+    return true;
+}
+
+/* Unit `unit`'s pending detractor entries as flush.lua's ARGV[14..]: D,
+ * the number of arguments that follow; when D > 0 the field names
+ * (ARGV[15]), then the entries in chunks of about DETRACTOR_CHUNK_BYTES,
+ * each entry its values back to back. Numbers are formatted here, on the
+ * flusher, and Redis parses a few large arguments instead of two per
+ * field. */
+static bool encode_detractors(pipeline *pl, int unit, unit_payload *u)
+{
+    uint32_t from = pl->detractor_start[unit], to = pl->detractor_start[unit + 1];
+    size_t nchunks = 0, chunk_bytes = DETRACTOR_CHUNK_BYTES;
+    for (uint32_t i = from; i < to; i++) {
+        size_t at = pl->detractor_at[i], pos = at;
         nps_detractor_skip(pl->detractors, &pos);
         nchunks += starts_chunk(&chunk_bytes, pos - at);
     }
@@ -1139,9 +1186,8 @@ static bool encode_detractors(pipeline *pl, unit_payload *u)
     if (nchunks)
         ok = ok && payload_str(u, pl->detractor_fields_arg);
     chunk_bytes = DETRACTOR_CHUNK_BYTES;
-    pos = 0;
-    for (uint32_t i = 0; ok && i < pl->ndetractors; i++) {
-        size_t at = pos;
+    for (uint32_t i = from; ok && i < to; i++) {
+        size_t at = pl->detractor_at[i], pos = at;
         nps_detractor d;
         nps_detractor_read(pl->detractors, &pos, &d);
         if (starts_chunk(&chunk_bytes, pos - at))
@@ -1186,21 +1232,7 @@ static bool encode_header(pipeline *pl, int unit, int64_t now, unit_payload *u)
     }
     ok = ok && payload_str(u, nps_view_keeps(config->alerts_off, view) ? pl->alerts_arg : "") &&
          payload_str(u, pl->bench_args[view]) && payload_str(u, pl->maxlen_arg);
-    if (unit == pl->all_unit) {
-        /* Past the cap, the script's MAXLEN would trim the oldest entries
-         * right after appending them, inside the same script, where no
-         * reader sees them: a flush of a backlog leaves them out instead. */
-        uint64_t maxlen = (uint64_t)pl->config->detractors_maxlen;
-        if (maxlen && pl->ndetractors > maxlen)
-            trim_detractors(pl, (uint32_t)maxlen);
-        ok = ok && encode_detractors(pl, u);
-        pl->flush_detractors = pl->ndetractors;
-        pl->detractors_len = 0;
-        pl->ndetractors = 0;
-    } else {
-        ok = ok && payload_str(u, "0");
-    }
-    return ok;
+    return ok && encode_detractors(pl, unit, u);
 }
 
 /* One day key's new first occurrences: append their records, then set
@@ -1394,9 +1426,15 @@ static void start_flush(pipeline *pl)
         pl->table[p].flush_end = pl->table[p].registered ? pl->table[p].end : -1;
     int64_t now = nps_clock_now_ms(pl->config);
     int64_t encode_from_us = mono_us();
-    bool ok = encode_dedup(pl, now);
+    /* Past the cap, the scripts' MAXLEN would trim the oldest detractor
+     * entries right after appending them, where no reader sees them: a
+     * flush of a backlog leaves them out instead (group_detractors). */
+    bool ok = encode_dedup(pl, now) && group_detractors(pl);
     for (int u = 0; ok && u < pl->nunits; u++)
         ok = encode_header(pl, u, now, &pl->units[u]);
+    pl->flush_detractors = pl->ndetractors;
+    pl->detractors_len = 0;
+    pl->ndetractors = 0;
     /* One pass over each view's segments, each to its bucket's unit. */
     for (int v = 0; ok && v < pl->nviews; v++) {
         size_t nseg = nps_state_segment_count(pl->pending, v);
@@ -1986,9 +2024,7 @@ static bool script_args(pipeline *pl)
             }
         }
     }
-    /* `all` has one segment; its hash depends on no dimension value */
-    uint64_t no_dims[NPS_MAX_DIMS] = {0};
-    pl->all_unit = (int)(nps_delta_segment_hash(&config->views, 0, no_dims) % pl->buckets);
+    pl->detractor_view = nps_views_detractor_view(&config->views);
     return true;
 }
 
@@ -2043,7 +2079,9 @@ static int setup(pipeline *pl, const nps_config *config)
     pl->units = calloc((size_t)pl->nunits, sizeof(*pl->units));
     pl->next_expiry_ms = calloc((size_t)pl->nunits, sizeof(*pl->next_expiry_ms));
     pl->quiet_units = calloc((size_t)pl->nunits, sizeof(*pl->quiet_units));
-    if (!pl->unit_names || !pl->units || !pl->next_expiry_ms || !pl->quiet_units)
+    pl->detractor_start = calloc((size_t)pl->nunits + 1, sizeof(*pl->detractor_start));
+    if (!pl->unit_names || !pl->units || !pl->next_expiry_ms || !pl->quiet_units ||
+        !pl->detractor_start)
         goto fail;
     for (int u = 0; u < pl->nunits; u++) {
         const char *view = config->views.views[u / (int)pl->buckets].name;
@@ -2450,6 +2488,8 @@ int nps_run_pipeline(const nps_config *config)
         free(pl.bench_args[v]);
     free(pl.bench_args);
     free(pl.detractors);
+    free(pl.detractor_at);
+    free(pl.detractor_start);
     free(pl.m.lags);
     free(pl.unit_names);
     for (int32_t p = 0; p < pl.table_cap; p++)

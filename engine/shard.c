@@ -27,6 +27,7 @@ struct nps_shard {
     uint64_t dim_hashes[NPS_MAX_DIMS]; /* their XXH3 hashes, where a path needs them */
     nps_stop_words *stop;
     int64_t theme_low_ts; /* older events add no themes; INT64_MAX: themes off */
+    int detractor_view;   /* nps_views_detractor_view */
     nps_term terms[NPS_TERMS_PER_COMMENT];
 };
 
@@ -38,6 +39,7 @@ nps_shard *nps_shard_new(const nps_config *config, nps_error *err)
         return NULL;
     }
     shard->config = config;
+    shard->detractor_view = nps_views_detractor_view(&config->views);
     shard->parser = nps_event_parser_new(&config->views, config->max_event_bytes, err);
     if (!shard->parser)
         goto out_free_shard;
@@ -195,7 +197,8 @@ nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
     const int score = ev->score;
     const uint64_t value_cents = (uint64_t)ev->value_cents;
     const nps_class klass = nps_score_class(score);
-    bool counted_all = false; /* the `all` view (view 0) counted it */
+    const int dview = shard->detractor_view;
+    bool counted_dview = false; /* the detractor view counted it */
     for (int v = 0; v < views->nviews; v++) {
         if (unit_fences) { /* catching up after a restart: cold */
             uint64_t hash = nps_delta_segment_hash(views, v, shard->dim_hashes);
@@ -207,7 +210,7 @@ nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
                                               pane_index, config->max_segments, &segment);
         if (!cell)
             return NPS_ERR_NOMEM;
-        counted_all |= v == 0;
+        counted_dview |= v == dview;
         if (sent) {
             cell->sent++;
             continue;
@@ -220,11 +223,17 @@ nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
                 return NPS_ERR_NOMEM;
         }
     }
-    /* the `all` view's unit appends the detractor, once */
-    if (counted_all && !sent && klass == NPS_DETRACTOR && partition >= 0 &&
-        config->detractors_maxlen > 0 &&
-        !nps_delta_add_detractor(delta, views, ev, ts, partition, offset))
-        return NPS_ERR_NOMEM;
+    /* the unit of its segment in the detractor view appends the
+     * detractor, once (it counted the event: its fence is not past it) */
+    if (counted_dview && !sent && klass == NPS_DETRACTOR && partition >= 0 &&
+        config->detractors_maxlen > 0) {
+        if (!unit_fences)
+            nps_delta_value_hashes(delta, views->ndims, shard->dim_ids, shard->dim_hashes);
+        uint64_t hash = nps_delta_segment_hash(views, dview, shard->dim_hashes);
+        if (!nps_delta_add_detractor(delta, views, ev, ts, partition, offset,
+                                     (uint32_t)(hash % buckets)))
+            return NPS_ERR_NOMEM;
+    }
     delta->counted++;
     delta->late += late;
     return NPS_OK;

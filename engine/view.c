@@ -35,6 +35,15 @@ int nps_views_find(const nps_views *views, const char *name)
     return -1;
 }
 
+int nps_views_detractor_view(const nps_views *views)
+{
+    int best = 0;
+    for (int v = 1; v < views->nviews; v++)
+        if (views->views[v].ndims >= views->views[best].ndims)
+            best = v;
+    return best;
+}
+
 static int find_or_add_dim(nps_views *views, const char *name, size_t len)
 {
     for (int d = 0; d < views->ndims; d++)

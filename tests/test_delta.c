@@ -2,6 +2,7 @@
  * PREFIX:detractors (engine/delta.h), written through the shard and read
  * back as the flusher reads them. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "shard.h"
@@ -69,7 +70,9 @@ Test(delta, detractor_records_read_back_field_by_field)
     int region = dim(&config.views, "region");
 
     nps_detractor d;
+    cr_assert_eq(nps_detractor_bucket(buf, pos), 0, "one bucket: 0");
     nps_detractor_read(buf, &pos, &d);
+    cr_assert_eq(d.bucket, 0);
     cr_assert_eq(d.partition, 3);
     cr_assert_eq(d.offset, 41);
     cr_assert_eq(d.ts_ms, 1763800000123LL);
@@ -118,5 +121,66 @@ Test(delta, no_detractor_record_without_a_partition_or_with_the_stream_off)
     add(shard, "{\"id\":\"b\",\"ts\":1763800000000,\"score\":2}", 1, 1);
     cr_assert_eq(nps_shard_current(shard)->ndetractors, 0);
     cr_assert_eq(nps_shard_current(shard)->counted, 2);
+    nps_shard_destroy(shard);
+}
+
+/* With fences (a restart), a detractor is recorded exactly when the unit
+ * of its segment in the detractor view (by_survey_region: the most
+ * dimensions) has not applied it, whatever the `all` view's fence says;
+ * and the record names that unit's bucket. */
+Test(delta, detractor_records_follow_the_detractor_views_fences)
+{
+    nps_config config;
+    nps_shard *shard = shard_with_views(&config);
+    enum { B = 8, VIEWS = 3 };
+    int64_t fences[VIEWS * B];
+    const char *msg = "{\"ts\":1763800000000,\"score\":3,\"survey\":\"s\",\"region\":\"r\"}";
+    nps_invalid_reason reason;
+
+    for (int u = 0; u < VIEWS * B; u++) /* the detractor view applied it, `all` not */
+        fences[u] = u >= 2 * B ? 100 : -1;
+    cr_assert_eq(
+        nps_shard_add_fenced(shard, msg, strlen(msg), -1, fences, B, 1, 50, &reason, NULL, 0),
+        NPS_OK);
+    cr_assert_eq(nps_shard_current(shard)->ndetractors, 0, "applied by its unit: not again");
+    cr_assert_eq(nps_shard_current(shard)->counted, 1, "still counted in `all`");
+
+    for (int u = 0; u < VIEWS * B; u++) /* `all` applied it, the detractor view not */
+        fences[u] = u < B ? 100 : -1;
+    cr_assert_eq(
+        nps_shard_add_fenced(shard, msg, strlen(msg), -1, fences, B, 1, 51, &reason, NULL, 0),
+        NPS_OK);
+    nps_delta *delta = nps_shard_current(shard);
+    cr_assert_eq(delta->ndetractors, 1, "its unit has not applied it: recorded");
+    uint32_t bucket = nps_detractor_bucket(delta->detractors, 0);
+    cr_assert_lt(bucket, B);
+
+    /* Without fences: the same segment, the same bucket; ten segments
+     * fall in more than one of 8 buckets (all in one: odds 8^-9). */
+    static const char *const regions[10] = {"r", "b", "c", "d", "e", "f", "g", "h", "i", "j"};
+    uint32_t seen = 0;
+    for (int i = 0; i < 10; i++) {
+        char ev[160];
+        snprintf(ev, sizeof(ev),
+                 "{\"ts\":1763800000000,\"score\":1,\"survey\":\"s\",\"region\":\"%s\","
+                 "\"channel\":\"c%d\"}",
+                 regions[i], i);
+        cr_assert_eq(
+            nps_shard_add_fenced(shard, ev, strlen(ev), -1, NULL, B, 2, i, &reason, NULL, 0),
+            NPS_OK);
+    }
+    size_t pos = 0;
+    nps_detractor d;
+    nps_detractor_read(delta->detractors, &pos, &d); /* offset 51 */
+    nps_detractor_read(delta->detractors, &pos, &d); /* region r again, another channel */
+    cr_assert_eq(d.bucket, bucket, "the segment (survey, region) decides, not the channel");
+    seen |= 1u << d.bucket;
+    for (int i = 1; i < 10; i++) {
+        nps_detractor_read(delta->detractors, &pos, &d);
+        cr_assert_lt(d.bucket, B);
+        seen |= 1u << d.bucket;
+    }
+    cr_assert_eq(pos, delta->detractors_len);
+    cr_assert_gt(__builtin_popcount(seen), 1, "ten segments spread over buckets");
     nps_shard_destroy(shard);
 }

@@ -81,6 +81,18 @@ Test(view, add_and_find)
     cr_expect_neq(dim_index("Dim-1_x"), -1);
 }
 
+Test(view, detractor_view_has_the_most_dimensions)
+{
+    cr_expect_eq(nps_views_detractor_view(&views), 0, "`all` alone");
+    add_ok("by_channel=channel");
+    cr_expect_eq(nps_views_detractor_view(&views), 1);
+    add_ok("by_survey_age=survey,age_band");
+    add_ok("by_region=region");
+    cr_expect_eq(nps_views_detractor_view(&views), 2, "two dimensions beat one");
+    add_ok("by_channel_region=channel,region");
+    cr_expect_eq(nps_views_detractor_view(&views), 4, "the last of those with the most");
+}
+
 Test(view, rejected_specs)
 {
     add_ok("by_channel=channel");
