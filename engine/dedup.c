@@ -81,12 +81,19 @@ uint64_t nps_dedup_hash(const char *id, size_t len)
     return hash ? hash : 1;
 }
 
+/* The slot of `hash`: its entry, or the empty slot where it goes. The
+ * first probe is where nps_dedup_prefetch looks. */
 static dedup_entry *slot_for(const nps_dedup *table, uint64_t hash)
 {
     size_t i = (size_t)(hash ^ (hash >> 29)) & table->mask;
     while (table->slots[i].hash && table->slots[i].hash != hash)
         i = (i + 1) & table->mask;
     return &table->slots[i];
+}
+
+void nps_dedup_prefetch(const nps_dedup *table, uint64_t hash)
+{
+    __builtin_prefetch(&table->slots[(size_t)(hash ^ (hash >> 29)) & table->mask]);
 }
 
 static bool expired(const nps_dedup *table, const dedup_entry *e)

@@ -41,6 +41,11 @@ void nps_dedup_clear(nps_dedup *table);
 /* The 64-bit key of an id (never 0: 0 marks an empty slot). */
 uint64_t nps_dedup_hash(const char *id, size_t len);
 
+/* @locality owner. Start loading the slot where `hash` is probed first,
+ * so that the cache miss of a large table overlaps the work done before
+ * nps_dedup_check. Changes nothing. */
+void nps_dedup_prefetch(const nps_dedup *table, uint64_t hash);
+
 /* @locality owner. Judge one message and record it when it is a new
  * first occurrence. Allocates only when the table must grow (after
  * pruning ids older than the horizon before the newest ts seen); returns

@@ -114,13 +114,25 @@ void nps_shard_set_dedup(nps_shard *shard, nps_dedup *table)
 }
 
 /* Judge a valid response's id; false only when memory runs out. */
-static bool dedup_response(nps_shard *shard, const nps_event *ev, int64_t ts, int32_t partition,
+/* The dedup key of the event's id, its table slot prefetched; 0 when the
+ * event is not judged (no table, a `sent` event, no id, no partition). */
+static uint64_t dedup_key(nps_shard *shard, const nps_event *ev, int32_t partition)
+{
+    if (!shard->dedup || ev->sent || ev->id.len == 0 || partition < 0)
+        return 0;
+    uint64_t hash = nps_dedup_hash(ev->id.ptr, ev->id.len);
+    nps_dedup_prefetch(shard->dedup, hash);
+    return hash;
+}
+
+/* `hash`: dedup_key's, computed early so that the table's cache miss
+ * overlaps the interning of the dimension values. */
+static bool dedup_response(nps_shard *shard, uint64_t hash, int64_t ts, int32_t partition,
                            int64_t offset, nps_dedup_verdict *verdict)
 {
     *verdict = NPS_DEDUP_COUNTED;
-    if (!shard->dedup || ev->sent || ev->id.len == 0 || partition < 0)
+    if (!hash)
         return true;
-    uint64_t hash = nps_dedup_hash(ev->id.ptr, ev->id.len);
     if (!nps_dedup_check(shard->dedup, hash, offset, ts, verdict))
         return false;
     if (*verdict != NPS_DEDUP_FIRST)
@@ -166,6 +178,7 @@ nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
                      (long long)ts, (long long)config->max_skew_ms, (long long)shard->now_ms);
         return NPS_OK;
     }
+    uint64_t dedup_hash = dedup_key(shard, ev, partition);
     int64_t pane_index;
     int64_t pane = nps_pane_plan_key(&shard->plan, ts, &pane_index);
     bool late = ts < shard->plan.late_before_ts;
@@ -175,7 +188,7 @@ nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
     if (unit_fences)
         nps_delta_value_hashes(delta, views->ndims, shard->dim_ids, shard->dim_hashes);
     nps_dedup_verdict verdict;
-    if (!dedup_response(shard, ev, ts, partition, offset, &verdict))
+    if (!dedup_response(shard, dedup_hash, ts, partition, offset, &verdict))
         return NPS_ERR_NOMEM;
     if (verdict == NPS_DEDUP_DUPLICATE) {
         /* counted once across replays: where the `all` view counts */
