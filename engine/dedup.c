@@ -81,11 +81,16 @@ uint64_t nps_dedup_hash(const char *id, size_t len)
     return hash ? hash : 1;
 }
 
-/* The slot of `hash`: its entry, or the empty slot where it goes. The
- * first probe is where nps_dedup_prefetch looks. */
+/* Where the probe for `hash` starts. */
+static size_t first_slot(const nps_dedup *table, uint64_t hash)
+{
+    return (size_t)(hash ^ (hash >> 29)) & table->mask;
+}
+
+/* The slot of `hash`: its entry, or the empty slot where it goes. */
 static dedup_entry *slot_for(const nps_dedup *table, uint64_t hash)
 {
-    size_t i = (size_t)(hash ^ (hash >> 29)) & table->mask;
+    size_t i = first_slot(table, hash);
     while (table->slots[i].hash && table->slots[i].hash != hash)
         i = (i + 1) & table->mask;
     return &table->slots[i];
@@ -93,7 +98,7 @@ static dedup_entry *slot_for(const nps_dedup *table, uint64_t hash)
 
 void nps_dedup_prefetch(const nps_dedup *table, uint64_t hash)
 {
-    __builtin_prefetch(&table->slots[(size_t)(hash ^ (hash >> 29)) & table->mask]);
+    __builtin_prefetch(&table->slots[first_slot(table, hash)]);
 }
 
 static bool expired(const nps_dedup *table, const dedup_entry *e)

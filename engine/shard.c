@@ -113,7 +113,6 @@ void nps_shard_set_dedup(nps_shard *shard, nps_dedup *table)
     shard->dedup = table;
 }
 
-/* Judge a valid response's id; false only when memory runs out. */
 /* The dedup key of the event's id, its table slot prefetched; 0 when the
  * event is not judged (no table, a `sent` event, no id, no partition). */
 static uint64_t dedup_key(nps_shard *shard, const nps_event *ev, int32_t partition)
@@ -125,8 +124,9 @@ static uint64_t dedup_key(nps_shard *shard, const nps_event *ev, int32_t partiti
     return hash;
 }
 
-/* `hash`: dedup_key's, computed early so that the table's cache miss
- * overlaps the interning of the dimension values. */
+/* Judge a valid response's id; false only when memory runs out. `hash`:
+ * dedup_key's, computed early so that the table's cache miss overlaps the
+ * interning of the dimension values. */
 static bool dedup_response(nps_shard *shard, uint64_t hash, int64_t ts, int32_t partition,
                            int64_t offset, nps_dedup_verdict *verdict)
 {
