@@ -9,10 +9,14 @@
  * delta to the merger after every 1024 events, without waiting, as
  * engine/pipeline.c's worker does after each consume batch (and at once
  * when a delta reaches the cardinality bound). The merger (this program's
- * main thread) takes the deltas through the hand-off, merges them into a
- * bucketed state with nps_state_merge, sleeps 1 ms when none was ready and
- * clears the counts every flush interval (what the pipeline does after it
- * has encoded a flush; the Redis side is not part of this measurement).
+ * main thread) takes the deltas through the hand-off at most every
+ * --merge-pace-ms (default 20, pipeline.c's MERGE_PACE_MS: its flusher
+ * paces the merges so while a worker is behind, and here every worker is
+ * behind until it has counted all its events; 0 takes each delta as soon as
+ * it is offered), merges them into a bucketed state with nps_state_merge,
+ * sleeps 1 ms when none was ready and clears the counts every flush
+ * interval (what the pipeline does after it has encoded a flush; the Redis
+ * side is not part of this measurement).
  *
  * A run ends when every worker has counted its events and the merger has
  * merged the last delta; the rate is N * events / that time.
@@ -23,7 +27,8 @@
  * preceded by every run as a comment line.
  *
  * Usage: scaling [--workers 1,2,4,...] [--events N] [--repeat R]
- *                [--corpus C] [--flush-ms MS] [--wait-quiet S] [--quick]
+ *                [--corpus C] [--flush-ms MS] [--merge-pace-ms MS]
+ *                [--wait-quiet S] [--quick]
  *
  * The machine may be shared: each run prints the CPU other processes used
  * meanwhile (/proc/stat), --wait-quiet S waits up to S seconds before each
@@ -49,6 +54,7 @@
 #define NOW_MS 1763800000000LL
 #define SPREAD_MS (20 * 60 * 1000)
 #define PUBLISH_EVENTS 1024 /* pipeline.c: BATCH_MESSAGES */
+#define MERGE_PACE_MS 20    /* pipeline.c: MERGE_PACE_MS */
 #define MAX_WORKERS 256
 #define MAX_RUNS 64
 
@@ -201,10 +207,12 @@ typedef struct result {
     double cpu_per_wall;    /* CPU seconds of the process per wall second */
     double others_per_wall; /* CPU seconds of other processes per wall second */
     double merger_per_wall; /* CPU seconds of the merger thread per wall second */
+    double merger_ns;       /* the merger's CPU per event counted */
+    uint64_t merges;        /* deltas merged */
 } result;
 
 static result run_once(const nps_config *config, corpus *corpora, int nworkers, uint64_t events,
-                       int64_t flush_ms)
+                       int64_t flush_ms, int64_t pace_ms)
 {
     nps_error err;
     worker *workers = calloc((size_t)nworkers, sizeof(worker));
@@ -232,21 +240,28 @@ static result run_once(const nps_config *config, corpus *corpora, int nworkers, 
     clock_gettime(CLOCK_MONOTONIC, &t0);
     double cpu0 = cpu_seconds(), busy0 = machine_busy_seconds();
     double merger0 = thread_cpu_seconds();
-    double next_flush_s = (double)flush_ms / 1000.0;
-    /* This thread is the merger, as pipeline.c's flusher_main. */
+    double next_flush_s = (double)flush_ms / 1000.0, last_take_s = -1.0;
+    uint64_t merges = 0;
+    /* This thread is the merger, as pipeline.c's flusher_main: while a
+     * worker is still counting it takes deltas at most every pace_ms. */
     for (;;) {
         bool all_done = true;
         for (int i = 0; i < nworkers; i++)
             all_done &= atomic_load_explicit(&workers[i].done, memory_order_acquire);
         bool busy = false;
-        for (int i = 0; i < nworkers; i++) {
-            nps_delta *delta = nps_shard_take(workers[i].shard);
-            if (!delta)
-                continue;
-            busy = true;
-            if (nps_state_merge(pending, delta, NOW_MS, &err) != NPS_OK)
-                die("nps_state_merge", err.msg);
-            nps_shard_give_back(workers[i].shard, delta);
+        double now_s = seconds_since(&t0);
+        if (all_done || last_take_s < 0 || now_s >= last_take_s + (double)pace_ms / 1000.0) {
+            last_take_s = now_s;
+            for (int i = 0; i < nworkers; i++) {
+                nps_delta *delta = nps_shard_take(workers[i].shard);
+                if (!delta)
+                    continue;
+                busy = true;
+                merges++;
+                if (nps_state_merge(pending, delta, NOW_MS, &err) != NPS_OK)
+                    die("nps_state_merge", err.msg);
+                nps_shard_give_back(workers[i].shard, delta);
+            }
         }
         if (seconds_since(&t0) >= next_flush_s) {
             nps_state_clear_counts(pending);
@@ -272,8 +287,14 @@ static result run_once(const nps_config *config, corpus *corpora, int nworkers, 
     nps_state_destroy(pending);
     pthread_barrier_destroy(&start);
     free(workers);
-    result r = {nworkers, (double)nworkers * (double)events / elapsed_s, cpu_s / elapsed_s,
-                (others_s > 0 ? others_s : 0) / elapsed_s, merger_s / elapsed_s};
+    double total = (double)nworkers * (double)events;
+    result r = {nworkers,
+                total / elapsed_s,
+                cpu_s / elapsed_s,
+                (others_s > 0 ? others_s : 0) / elapsed_s,
+                merger_s / elapsed_s,
+                merger_s * 1e9 / total,
+                merges};
     return r;
 }
 
@@ -286,7 +307,8 @@ static int compare_double(const void *a, const void *b)
 static void usage_exit(void)
 {
     fprintf(stderr, "usage: scaling [--workers 1,2,4,...] [--events N] [--repeat R] "
-                    "[--corpus C] [--flush-ms MS] [--wait-quiet S] [--quick]\n");
+                    "[--corpus C] [--flush-ms MS] [--merge-pace-ms MS] [--wait-quiet S] "
+                    "[--quick]\n");
     exit(2);
 }
 
@@ -296,7 +318,7 @@ int main(int argc, char **argv)
     uint64_t events = 4000000;
     int repeat = 3;
     size_t corpus_events = 65536;
-    int64_t flush_ms = 1000;
+    int64_t flush_ms = 1000, pace_ms = MERGE_PACE_MS;
     double quiet_s = 0;
     for (int i = 1; i < argc; i++) {
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -314,6 +336,8 @@ int main(int argc, char **argv)
             corpus_events = strtoull(argv[++i], NULL, 10);
         } else if (strcmp(argv[i], "--flush-ms") == 0 && next) {
             flush_ms = strtoll(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--merge-pace-ms") == 0 && next) {
+            pace_ms = strtoll(argv[++i], NULL, 10);
         } else if (strcmp(argv[i], "--wait-quiet") == 0 && next) {
             quiet_s = strtod(argv[++i], NULL);
         } else {
@@ -330,7 +354,7 @@ int main(int argc, char **argv)
         most = n > most ? n : most;
     }
     if (events == 0 || repeat < 1 || repeat > MAX_RUNS || corpus_events == 0 || flush_ms < 1 ||
-        ncounts == 0)
+        pace_ms < 0 || pace_ms > 1000 || ncounts == 0)
         usage_exit();
 
     nps_config config;
@@ -349,8 +373,9 @@ int main(int argc, char **argv)
         corpus_make(&corpora[i], 42 + (uint64_t)i, corpus_events);
 
     printf("# scaling: %" PRIu64 " events per worker (corpus of %zu each), 4 views + all, "
-           "windows %s, publish every %d events, flush every %" PRId64 " ms\n",
-           events, corpus_events, NPS_DEFAULT_WINDOWS, PUBLISH_EVENTS, flush_ms);
+           "windows %s, publish every %d events, merges at most every %" PRId64
+           " ms, flush every %" PRId64 " ms\n",
+           events, corpus_events, NPS_DEFAULT_WINDOWS, PUBLISH_EVENTS, pace_ms, flush_ms);
     double medians[MAX_RUNS], cpu_medians[MAX_RUNS], one = 0;
     int used[MAX_RUNS];
     for (int k = 0; k < ncounts; k++) {
@@ -360,11 +385,11 @@ int main(int argc, char **argv)
         for (int r = 0; r < repeat; r++) {
             if (quiet_s > 0)
                 wait_quiet(quiet_s);
-            runs[r] = run_once(&config, corpora, counts[k], events, flush_ms);
-            printf("# run: workers %d, %.0f events/s, %.2f CPU s per s (merger %.2f; other "
-                   "processes: %.2f)\n",
+            runs[r] = run_once(&config, corpora, counts[k], events, flush_ms, pace_ms);
+            printf("# run: workers %d, %.0f events/s, %.2f CPU s per s (merger %.2f, %.1f ns "
+                   "per event, %" PRIu64 " merges; other processes: %.2f)\n",
                    counts[k], runs[r].events_per_s, runs[r].cpu_per_wall, runs[r].merger_per_wall,
-                   runs[r].others_per_wall);
+                   runs[r].merger_ns, runs[r].merges, runs[r].others_per_wall);
             fflush(stdout);
             clean += runs[r].others_per_wall < 0.25;
         }
