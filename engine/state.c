@@ -5,6 +5,12 @@
  * of `panes`, and `panes` holds exactly the non-empty panes with index >=
  * the window's low pane at the last advance. `total` of the window `total`
  * is every event ever applied to the segment, late ones included.
+ *
+ * Every pane of finite window w has index >= floor_pane[w]. An advance
+ * whose low panes are all at or below their floors has nothing to drop
+ * and returns without walking the segments: with 1 M segments the walk is
+ * 6 M series visits, and `run --input` advances on every hand-off, while
+ * a low pane moves at most once per pane of the finest window (5 s).
  */
 #include "state.h"
 
@@ -51,7 +57,8 @@ struct nps_state {
     size_t map_cap;
     char *name_buf;
     size_t name_cap;
-    nps_term_dict terms; /* the text of the terms in the segments' themes */
+    nps_term_dict terms;                 /* the text of the terms in the segments' themes */
+    int64_t floor_pane[NPS_MAX_WINDOWS]; /* see the invariant at the top */
 };
 
 nps_state *nps_state_new(const nps_config *config, nps_error *err)
@@ -66,6 +73,8 @@ nps_state *nps_state_new_bucketed(const nps_config *config, uint32_t buckets, np
         goto out_nomem;
     state->config = config;
     state->buckets = buckets ? buckets : 1;
+    for (int w = 0; w < NPS_MAX_WINDOWS; w++)
+        state->floor_pane[w] = INT64_MIN;
     for (int v = 0; v < config->views.nviews; v++) {
         view_state *vs = &state->views[v];
         vs->slots_mask = 255;
@@ -248,6 +257,14 @@ static bool series_add(series *s, int64_t index, const nps_counts *counts, uint6
 void nps_state_advance(nps_state *state, int64_t now_ms)
 {
     const nps_windows *windows = &state->config->windows;
+    int64_t lows[NPS_MAX_WINDOWS];
+    bool moved = false;
+    for (int w = 0; w < windows->n; w++) {
+        lows[w] = windows->w[w].size_ms ? nps_window_low_pane(&windows->w[w], now_ms) : 0;
+        moved |= windows->w[w].size_ms && lows[w] > state->floor_pane[w];
+    }
+    if (!moved)
+        return;
     for (int v = 0; v < state->config->views.nviews; v++) {
         view_state *vs = &state->views[v];
         for (size_t i = 0; i < vs->nsegments; i++) {
@@ -255,7 +272,7 @@ void nps_state_advance(nps_state *state, int64_t now_ms)
                 if (windows->w[w].size_ms == 0)
                     continue;
                 series *s = &vs->segments[i]->windows[w];
-                int64_t low = nps_window_low_pane(&windows->w[w], now_ms);
+                int64_t low = lows[w];
                 uint32_t gone = 0;
                 while (gone < s->npanes && s->panes[gone].index < low)
                     nps_counts_sub(&s->total, &s->panes[gone++].counts);
@@ -267,6 +284,9 @@ void nps_state_advance(nps_state *state, int64_t now_ms)
             }
         }
     }
+    for (int w = 0; w < windows->n; w++)
+        if (lows[w] > state->floor_pane[w])
+            state->floor_pane[w] = lows[w];
 }
 
 static bool ensure_buffers(nps_state *state, size_t segments, size_t name_len)
@@ -393,8 +413,11 @@ nps_status nps_state_merge(nps_state *state, const nps_delta *delta, int64_t now
         st->invalid[r] += delta->invalid[r];
     st->deltas++;
     int64_t low[NPS_MAX_WINDOWS];
-    for (int w = 0; w < windows->n; w++)
+    for (int w = 0; w < windows->n; w++) {
         low[w] = windows->w[w].size_ms ? nps_window_low_pane(&windows->w[w], now_ms) : 0;
+        if (low[w] < state->floor_pane[w]) /* a now behind the last advance */
+            state->floor_pane[w] = low[w];
+    }
     nps_str values[NPS_MAX_DIMS];
     for (int v = 0; v < config->views.nviews; v++) {
         const nps_delta_view *dv = &delta->views[v];
