@@ -15,10 +15,10 @@
  * process of its own, so RSS is not blurred by an earlier one's pages.
  *
  * Why nps_state_merge and not nps_state_apply: apply is advance + merge,
- * and nps_state_advance walks every segment and window on each call even
- * when no pane leaves a window; at a pinned now it drops nothing, so the
- * memory is the same, but the walk makes 1M segments take minutes instead
- * of seconds. --apply uses nps_state_apply, to show that cost.
+ * what the pipeline's flusher does not call; at a pinned now the advance
+ * drops nothing, so the memory is the same. --apply uses nps_state_apply:
+ * before the advance skipped its walk when no low pane moved, it made 1M
+ * segments take minutes instead of seconds (bench/README.md, "Memory").
  *
  * Part 2, cardinality attack: N events, each of a new segment, into the
  * same view with the bound max_segments (default 100,000); memory is
