@@ -13,6 +13,14 @@
 
 extern const char nps_flush_lua[];
 
+/* A flush's pipeline is written to the socket whenever this much is
+ * buffered, not all at once before the first reply is read: hiredis
+ * keeps the whole unsent pipeline in one growing buffer (a flush reading
+ * a backlog sends tens of MiB), copies it at each doubling, and moves
+ * the unsent rest to the front after each partial write. The replies
+ * (a few dozen bytes a unit) wait in the socket meanwhile. */
+#define PIPELINE_WRITE_BYTES (1u << 20)
+
 struct nps_redis {
     char address[256];
     char host[256];
@@ -197,14 +205,23 @@ size_t nps_redis_flush_units(nps_redis *redis, size_t n, const nps_redis_cmd *cm
     lens[1] = 40;
     args[2] = "0";
     lens[2] = 1;
+    size_t buffered = 0;
     for (size_t i = 0; i < n; i++) {
         memcpy(args + 3, cmds[i].argv, (size_t)cmds[i].argc * sizeof(char *));
         memcpy(lens + 3, cmds[i].lens, (size_t)cmds[i].argc * sizeof(size_t));
-        if (cmds[i].raw) {
+        if (cmds[i].raw)
             redisAppendCommandArgv(redis->ctx, cmds[i].argc, cmds[i].argv, cmds[i].lens);
+        else
+            redisAppendCommandArgv(redis->ctx, cmds[i].argc + 3, args, lens);
+        for (int a = 0; a < cmds[i].argc; a++)
+            buffered += cmds[i].lens[a];
+        if (buffered < PIPELINE_WRITE_BYTES)
             continue;
-        }
-        redisAppendCommandArgv(redis->ctx, cmds[i].argc + 3, args, lens);
+        buffered = 0;
+        /* On an error the context keeps it, and the first redisGetReply
+         * below reports it. */
+        for (int done = 0; !done && redisBufferWrite(redis->ctx, &done) == REDIS_OK;)
+            ;
     }
     free(args);
     free(lens);

@@ -54,8 +54,8 @@ typedef struct nps_redis_cmd {
 } nps_redis_cmd;
 
 /* EVALSHA of the flush script for each of n units (or a raw command),
- * pipelined in order: all sent,
- * then the replies read in order. Returns how many replies arrived
+ * pipelined in order: all sent (written out each time about 1 MiB is
+ * buffered), then the replies read in order. Returns how many replies arrived
  * (replies[0..returned)); fewer than n means the connection failed (err
  * set) and the rest are unknown: their units may or may not have run. A
  * NOSCRIPT reply is left NULL (the script is loaded again next time). */
