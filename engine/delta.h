@@ -255,11 +255,29 @@ nps_cell *nps_delta_cell_for(nps_delta *delta, int view, uint32_t segment, int64
 nps_theme_cell *nps_delta_theme_cell_for(nps_delta *delta, int view, uint32_t segment,
                                          int64_t pane);
 
+/* The bucket of the detractor view (nps_views_detractor_view) whose unit
+ * appends the detractor response at (partition, offset) to the stream,
+ * and whose fence for that partition says whether it already has. A hash
+ * of the position, not the segment: a backlog's entries then divide
+ * evenly among the view's units, where by segment a large one put
+ * thousands in one unit's script (50-90 ms of Redis at 4 M events). */
+static inline uint32_t nps_detractor_unit_bucket(int32_t partition, int64_t offset,
+                                                 uint32_t buckets)
+{
+    uint64_t x = (uint64_t)offset ^ (uint64_t)(uint32_t)partition << 40;
+    x ^= x >> 33; /* MurmurHash3's 64-bit finalizer */
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return (uint32_t)(x % buckets);
+}
+
 /* @locality owner. Append one detractor response: id, score, ts, every
  * dimension of the views, value and comment when present, where it came
- * from, and the bucket of its segment in the detractor view (whose unit
- * appends it), as one record: a fixed header and the strings' bytes, no
- * formatting (the hot path). False when memory runs out. */
+ * from, and its nps_detractor_unit_bucket (whose unit appends it), as one
+ * record: a fixed header and the strings' bytes, no formatting (the hot
+ * path). False when memory runs out. */
 bool nps_delta_add_detractor(nps_delta *delta, const nps_views *views, const nps_event *ev,
                              int64_t ts_ms, int32_t partition, int64_t offset, uint32_t bucket);
 
@@ -270,7 +288,7 @@ bool nps_delta_add_dedup_record(nps_delta *delta, const nps_dedup_record *record
 /* One detractor response as read back from its record. The strings
  * point into the records' buffer. */
 typedef struct nps_detractor {
-    uint32_t bucket; /* of its segment in nps_views_detractor_view */
+    uint32_t bucket; /* nps_detractor_unit_bucket */
     int32_t partition;
     int64_t offset;
     int64_t ts_ms;

@@ -1127,7 +1127,7 @@ static bool starts_chunk(size_t *chunk_bytes, size_t record_bytes)
 }
 
 /* Group the pending detractor records by the unit that appends them
- * (the detractor view's unit of their segment), keeping their order
+ * (the detractor view's unit of nps_detractor_unit_bucket), keeping their order
  * within a unit: detractor_at and detractor_start. After the trim of a
  * backlog's flush to the newest --detractors-maxlen. False when memory
  * runs out. */

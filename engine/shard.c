@@ -210,8 +210,6 @@ nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
     const int score = ev->score;
     const uint64_t value_cents = (uint64_t)ev->value_cents;
     const nps_class klass = nps_score_class(score);
-    const int dview = shard->detractor_view;
-    bool counted_dview = false; /* the detractor view counted it */
     for (int v = 0; v < views->nviews; v++) {
         if (unit_fences) { /* catching up after a restart: cold */
             uint64_t hash = nps_delta_segment_hash(views, v, shard->dim_hashes);
@@ -223,7 +221,6 @@ nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
                                               pane_index, config->max_segments, &segment);
         if (!cell)
             return NPS_ERR_NOMEM;
-        counted_dview |= v == dview;
         if (sent) {
             cell->sent++;
             continue;
@@ -236,15 +233,13 @@ nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
                 return NPS_ERR_NOMEM;
         }
     }
-    /* the unit of its segment in the detractor view appends the
-     * detractor, once (it counted the event: its fence is not past it) */
-    if (counted_dview && !sent && klass == NPS_DETRACTOR && partition >= 0 &&
-        config->detractors_maxlen > 0) {
-        if (!unit_fences)
-            nps_delta_value_hashes(delta, views->ndims, shard->dim_ids, shard->dim_hashes);
-        uint64_t hash = nps_delta_segment_hash(views, dview, shard->dim_hashes);
-        if (!nps_delta_add_detractor(delta, views, ev, ts, partition, offset,
-                                     (uint32_t)(hash % buckets)))
+    /* one unit of the detractor view appends the detractor, once: while
+     * its fence is not past it */
+    if (!sent && klass == NPS_DETRACTOR && partition >= 0 && config->detractors_maxlen > 0) {
+        uint32_t bucket = nps_detractor_unit_bucket(partition, offset, buckets);
+        if ((!unit_fences ||
+             offset >= unit_fences[(size_t)shard->detractor_view * buckets + bucket]) &&
+            !nps_delta_add_detractor(delta, views, ev, ts, partition, offset, bucket))
             return NPS_ERR_NOMEM;
     }
     delta->counted++;

@@ -124,10 +124,10 @@ Test(delta, no_detractor_record_without_a_partition_or_with_the_stream_off)
     nps_shard_destroy(shard);
 }
 
-/* With fences (a restart), a detractor is recorded exactly when the unit
- * of its segment in the detractor view (by_survey_region: the most
- * dimensions) has not applied it, whatever the `all` view's fence says;
- * and the record names that unit's bucket. */
+/* With fences (a restart), a detractor is recorded exactly when the
+ * detractor view's (by_survey_region: the most dimensions) unit of
+ * nps_detractor_unit_bucket(partition, offset) has not applied it,
+ * whatever the other units' fences say; and the record names that bucket. */
 Test(delta, detractor_records_follow_the_detractor_views_fences)
 {
     nps_config config;
@@ -136,51 +136,45 @@ Test(delta, detractor_records_follow_the_detractor_views_fences)
     int64_t fences[VIEWS * B];
     const char *msg = "{\"ts\":1763800000000,\"score\":3,\"survey\":\"s\",\"region\":\"r\"}";
     nps_invalid_reason reason;
+    uint32_t mine = nps_detractor_unit_bucket(1, 50, B);
 
-    for (int u = 0; u < VIEWS * B; u++) /* the detractor view applied it, `all` not */
-        fences[u] = u >= 2 * B ? 100 : -1;
+    for (int u = 0; u < VIEWS * B; u++) /* only its unit applied it */
+        fences[u] = u == 2 * B + (int)mine ? 100 : -1;
     cr_assert_eq(
         nps_shard_add_fenced(shard, msg, strlen(msg), -1, fences, B, 1, 50, &reason, NULL, 0),
         NPS_OK);
     cr_assert_eq(nps_shard_current(shard)->ndetractors, 0, "applied by its unit: not again");
-    cr_assert_eq(nps_shard_current(shard)->counted, 1, "still counted in `all`");
+    cr_assert_eq(nps_shard_current(shard)->counted, 1, "still counted where not applied");
 
-    for (int u = 0; u < VIEWS * B; u++) /* `all` applied it, the detractor view not */
-        fences[u] = u < B ? 100 : -1;
+    for (int u = 0; u < VIEWS * B; u++) /* every unit but its own applied it */
+        fences[u] = u == 2 * B + (int)mine ? -1 : 100;
     cr_assert_eq(
-        nps_shard_add_fenced(shard, msg, strlen(msg), -1, fences, B, 1, 51, &reason, NULL, 0),
+        nps_shard_add_fenced(shard, msg, strlen(msg), -1, fences, B, 1, 50, &reason, NULL, 0),
         NPS_OK);
     nps_delta *delta = nps_shard_current(shard);
     cr_assert_eq(delta->ndetractors, 1, "its unit has not applied it: recorded");
-    uint32_t bucket = nps_detractor_bucket(delta->detractors, 0);
-    cr_assert_lt(bucket, B);
+    cr_assert_eq(nps_detractor_bucket(delta->detractors, 0), mine);
 
-    /* Without fences: the same segment, the same bucket; ten segments
-     * fall in more than one of 8 buckets (all in one: odds 8^-9). */
-    static const char *const regions[10] = {"r", "b", "c", "d", "e", "f", "g", "h", "i", "j"};
-    uint32_t seen = 0;
-    for (int i = 0; i < 10; i++) {
-        char ev[160];
-        snprintf(ev, sizeof(ev),
-                 "{\"ts\":1763800000000,\"score\":1,\"survey\":\"s\",\"region\":\"%s\","
-                 "\"channel\":\"c%d\"}",
-                 regions[i], i);
-        cr_assert_eq(
-            nps_shard_add_fenced(shard, ev, strlen(ev), -1, NULL, B, 2, i, &reason, NULL, 0),
-            NPS_OK);
-    }
+    /* Without fences: the position decides, not the segment; one
+     * segment's detractors at 64 consecutive offsets of a partition
+     * spread over every one of the 8 buckets (8 each when even). */
+    uint32_t per_bucket[B] = {0};
+    for (int i = 0; i < 64; i++)
+        cr_assert_eq(nps_shard_add_fenced(shard, msg, strlen(msg), -1, NULL, B, 2, 1000 + i,
+                                          &reason, NULL, 0),
+                     NPS_OK);
     size_t pos = 0;
     nps_detractor d;
-    nps_detractor_read(delta->detractors, &pos, &d); /* offset 51 */
-    nps_detractor_read(delta->detractors, &pos, &d); /* region r again, another channel */
-    cr_assert_eq(d.bucket, bucket, "the segment (survey, region) decides, not the channel");
-    seen |= 1u << d.bucket;
-    for (int i = 1; i < 10; i++) {
+    nps_detractor_read(delta->detractors, &pos, &d); /* offset 50 */
+    for (int i = 0; i < 64; i++) {
         nps_detractor_read(delta->detractors, &pos, &d);
-        cr_assert_lt(d.bucket, B);
-        seen |= 1u << d.bucket;
+        cr_assert_eq(d.offset, 1000 + i);
+        cr_assert_eq(d.bucket, nps_detractor_unit_bucket(2, 1000 + i, B));
+        per_bucket[d.bucket]++;
     }
     cr_assert_eq(pos, delta->detractors_len);
-    cr_assert_gt(__builtin_popcount(seen), 1, "ten segments spread over buckets");
+    for (int b = 0; b < B; b++)
+        cr_assert(per_bucket[b] >= 2 && per_bucket[b] <= 16, "bucket %d holds %u of 64", b,
+                  per_bucket[b]);
     nps_shard_destroy(shard);
 }
