@@ -50,8 +50,9 @@ nps_status nps_shard_add(nps_shard *shard, const char *msg, size_t len, int64_t 
  * only in the views whose unit has not applied it (offset >= fence).
  * unit_fences NULL counts it everywhere. With partition >= 0 and
  * detractors-maxlen > 0, a detractor response is also recorded for the
- * stream, with the unit of its segment in the detractor view
- * (nps_views_detractor_view), which appends it. */
+ * stream, with the bucket of the detractor view's (nps_views_detractor_view)
+ * unit that appends it (nps_detractor_unit_bucket), unless that unit's
+ * fence is past it. */
 nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
                                 int64_t fallback_ts_ms, const int64_t *unit_fences,
                                 uint32_t buckets, int32_t partition, int64_t offset,

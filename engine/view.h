@@ -53,9 +53,10 @@ nps_status nps_views_add(nps_views *views, const char *spec, nps_error *err);
 int nps_views_find(const nps_views *views, const char *name);
 
 /* The view whose flush units append the detractor stream's entries, each
- * with its segment's unit: the one with the most dimensions (the last of
- * those), which usually has the most segments, so a backlog's entries
- * spread over many units (scripts) rather than one; `all` (0) alone. */
+ * with the unit of nps_detractor_unit_bucket: the one with the most
+ * dimensions (the last of those), whose units most often carry counts of
+ * their own anyway, so the entries add few scripts to a flush; `all` (0)
+ * alone. */
 int nps_views_detractor_view(const nps_views *views);
 
 /* Percent-encode a dimension value: bytes outside A-Za-z0-9-._~ as %XX.
