@@ -17,16 +17,6 @@
 
 #define INITIAL_SLOTS 1024u
 
-static inline uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
-
 static bool view_alloc(nps_delta_view *dv)
 {
     dv->segment_slots = calloc(INITIAL_SLOTS, sizeof(uint32_t));
@@ -187,7 +177,6 @@ typedef struct detractor_head {
     int64_t ts_ms;
     int64_t value_cents;
     uint32_t id_len, comment_len;
-    uint32_t bucket; /* of its segment in the detractor view */
     uint8_t score, has_value, ndims;
 } detractor_head;
 
@@ -201,10 +190,9 @@ static void put_bytes(char **dst, const char *src, size_t len)
 }
 
 bool nps_delta_add_detractor(nps_delta *delta, const nps_views *views, const nps_event *ev,
-                             int64_t ts_ms, int32_t partition, int64_t offset, uint32_t bucket)
+                             int64_t ts_ms, int32_t partition, int64_t offset)
 {
     detractor_head head = {
-        .bucket = bucket,
         .partition = partition,
         .offset = offset,
         .ts_ms = ts_ms,
@@ -244,7 +232,6 @@ void nps_detractor_read(const char *buf, size_t *pos, nps_detractor *out)
     uint32_t dim_lens[NPS_MAX_DIMS];
     memcpy(dim_lens, p + sizeof(head), (size_t)head.ndims * 4);
     p += sizeof(head) + (size_t)head.ndims * 4;
-    out->bucket = head.bucket;
     out->partition = head.partition;
     out->offset = head.offset;
     out->ts_ms = head.ts_ms;
@@ -262,11 +249,13 @@ void nps_detractor_read(const char *buf, size_t *pos, nps_detractor *out)
     *pos += head.bytes;
 }
 
-uint32_t nps_detractor_bucket(const char *buf, size_t pos)
+uint32_t nps_detractor_bucket(const char *buf, size_t pos, uint32_t buckets)
 {
-    uint32_t bucket;
-    memcpy(&bucket, buf + pos + offsetof(detractor_head, bucket), 4);
-    return bucket;
+    int32_t partition;
+    int64_t offset;
+    memcpy(&partition, buf + pos + offsetof(detractor_head, partition), sizeof(partition));
+    memcpy(&offset, buf + pos + offsetof(detractor_head, offset), sizeof(offset));
+    return nps_detractor_unit_bucket(partition, offset, buckets);
 }
 
 void nps_detractor_skip(const char *buf, size_t *pos)
@@ -319,7 +308,7 @@ static uint64_t segment_hash(const nps_delta_view *dv, uint32_t i)
 
 static inline uint64_t cell_key_hash(uint32_t segment, int64_t pane)
 {
-    return mix64(((uint64_t)segment << 40) ^ (uint64_t)pane);
+    return nps_mix64(((uint64_t)segment << 40) ^ (uint64_t)pane);
 }
 
 static uint64_t cell_hash(const nps_delta_view *dv, uint32_t i)
@@ -377,7 +366,7 @@ uint64_t nps_delta_segment_hash(const nps_views *views, int view, const uint64_t
     const nps_view *v = &views->views[view];
     uint64_t hash = 0x9e3779b97f4a7c15ULL;
     for (int i = 0; i < v->ndims; i++)
-        hash = mix64(hash ^ dim_hashes[v->dim[i]]);
+        hash = nps_mix64(hash ^ dim_hashes[v->dim[i]]);
     return hash;
 }
 

@@ -26,6 +26,17 @@
 #include "view.h"
 #include "window.h"
 
+/* MurmurHash3's 64-bit finalizer: every input bit moves every output bit. */
+static inline uint64_t nps_mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
 #define NPS_SEGMENT_NONE UINT32_MAX
 
 /* The key of a cell: a segment and a pane start (ms). */
@@ -264,22 +275,15 @@ nps_theme_cell *nps_delta_theme_cell_for(nps_delta *delta, int view, uint32_t se
 static inline uint32_t nps_detractor_unit_bucket(int32_t partition, int64_t offset,
                                                  uint32_t buckets)
 {
-    uint64_t x = (uint64_t)offset ^ (uint64_t)(uint32_t)partition << 40;
-    x ^= x >> 33; /* MurmurHash3's 64-bit finalizer */
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return (uint32_t)(x % buckets);
+    return (uint32_t)(nps_mix64((uint64_t)offset ^ (uint64_t)(uint32_t)partition << 40) % buckets);
 }
 
 /* @locality owner. Append one detractor response: id, score, ts, every
- * dimension of the views, value and comment when present, where it came
- * from, and its nps_detractor_unit_bucket (whose unit appends it), as one
- * record: a fixed header and the strings' bytes, no formatting (the hot
- * path). False when memory runs out. */
+ * dimension of the views, value and comment when present, and where it
+ * came from, as one record: a fixed header and the strings' bytes, no
+ * formatting (the hot path). False when memory runs out. */
 bool nps_delta_add_detractor(nps_delta *delta, const nps_views *views, const nps_event *ev,
-                             int64_t ts_ms, int32_t partition, int64_t offset, uint32_t bucket);
+                             int64_t ts_ms, int32_t partition, int64_t offset);
 
 /* @locality owner. Record a first occurrence of a response id. False
  * when memory runs out. */
@@ -288,7 +292,6 @@ bool nps_delta_add_dedup_record(nps_delta *delta, const nps_dedup_record *record
 /* One detractor response as read back from its record. The strings
  * point into the records' buffer. */
 typedef struct nps_detractor {
-    uint32_t bucket; /* nps_detractor_unit_bucket */
     int32_t partition;
     int64_t offset;
     int64_t ts_ms;
@@ -305,8 +308,9 @@ typedef struct nps_detractor {
  * records appended from it) and advance *pos past it. */
 void nps_detractor_read(const char *buf, size_t *pos, nps_detractor *out);
 
-/* The bucket of the record at `pos`, reading only it. */
-uint32_t nps_detractor_bucket(const char *buf, size_t pos);
+/* The nps_detractor_unit_bucket of the record at `pos`, reading only its
+ * partition and offset. */
+uint32_t nps_detractor_bucket(const char *buf, size_t pos, uint32_t buckets);
 
 /* Advance *pos past the record there, reading only its length. */
 void nps_detractor_skip(const char *buf, size_t *pos);

@@ -724,10 +724,10 @@ for _, key in ipairs(zorder) do
     end
 end
 
--- 6. Detractor follow-up: each detractor response once, in the unit that
--- holds its segment of the detractor view, the view with the most
--- dimensions (its fences make it exactly once; spread over that view's
--- units, a backlog's entries do not hold Redis in one script). When
+-- 6. Detractor follow-up: each detractor response once, in one unit of the
+-- detractor view, the view with the most dimensions, picked by a hash of
+-- its partition and offset (its fences make it exactly once; spread over
+-- that view's units, a backlog's entries do not hold Redis in one script). When
 -- D > 0, ARGV[15] names an entry's fields ("id,score,ts,...", a trailing
 -- `?` marks a field left out when empty) and the other D - 1 arguments
 -- hold the entries back to back, each its values in that order as "<I4c0"

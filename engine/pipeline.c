@@ -1148,14 +1148,14 @@ static bool group_detractors(pipeline *pl)
     int first = pl->detractor_view * (int)pl->buckets;
     size_t pos = 0;
     for (uint32_t i = 0; i < n; i++) { /* count per unit, into start[u + 1] */
-        start[first + (int)(nps_detractor_bucket(pl->detractors, pos) % pl->buckets) + 1]++;
+        start[first + (int)nps_detractor_bucket(pl->detractors, pos, pl->buckets) + 1]++;
         nps_detractor_skip(pl->detractors, &pos);
     }
     for (int u = 0; u < pl->nunits; u++)
         start[u + 1] += start[u];
     pos = 0; /* place each, start[u] moving to unit u's end */
     for (uint32_t i = 0; i < n; i++) {
-        int u = first + (int)(nps_detractor_bucket(pl->detractors, pos) % pl->buckets);
+        int u = first + (int)nps_detractor_bucket(pl->detractors, pos, pl->buckets);
         pl->detractor_at[start[u]++] = pos;
         nps_detractor_skip(pl->detractors, &pos);
     }

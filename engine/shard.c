@@ -233,13 +233,14 @@ nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
                 return NPS_ERR_NOMEM;
         }
     }
-    /* one unit of the detractor view appends the detractor, once: while
-     * its fence is not past it */
+    /* the detractor view's unit of nps_detractor_unit_bucket appends the
+     * detractor, once: unless its fence is past it (a restart's catch-up,
+     * the only path that needs the bucket here; the flusher derives it) */
     if (!sent && klass == NPS_DETRACTOR && partition >= 0 && config->detractors_maxlen > 0) {
-        uint32_t bucket = nps_detractor_unit_bucket(partition, offset, buckets);
-        if ((!unit_fences ||
-             offset >= unit_fences[(size_t)shard->detractor_view * buckets + bucket]) &&
-            !nps_delta_add_detractor(delta, views, ev, ts, partition, offset, bucket))
+        bool applied = unit_fences &&
+                       offset < unit_fences[(size_t)shard->detractor_view * buckets +
+                                            nps_detractor_unit_bucket(partition, offset, buckets)];
+        if (!applied && !nps_delta_add_detractor(delta, views, ev, ts, partition, offset))
             return NPS_ERR_NOMEM;
     }
     delta->counted++;
