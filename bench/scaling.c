@@ -10,7 +10,7 @@
  * engine/pipeline.c's worker does after each consume batch (and at once
  * when a delta reaches the cardinality bound). The merger (this program's
  * main thread) takes the deltas through the hand-off at most every
- * --merge-pace-ms (default 20, pipeline.c's MERGE_PACE_MS: its flusher
+ * --merge-pace-ms (default NPS_MERGE_PACE_MS, shard.h: the flusher
  * paces the merges so while a worker is behind, and here every worker is
  * behind until it has counted all its events; 0 takes each delta as soon as
  * it is offered), merges them into a bucketed state with nps_state_merge,
@@ -54,7 +54,6 @@
 #define NOW_MS 1763800000000LL
 #define SPREAD_MS (20 * 60 * 1000)
 #define PUBLISH_EVENTS 1024 /* pipeline.c: BATCH_MESSAGES */
-#define MERGE_PACE_MS 20    /* pipeline.c: MERGE_PACE_MS */
 #define MAX_WORKERS 256
 #define MAX_RUNS 64
 
@@ -318,7 +317,7 @@ int main(int argc, char **argv)
     uint64_t events = 4000000;
     int repeat = 3;
     size_t corpus_events = 65536;
-    int64_t flush_ms = 1000, pace_ms = MERGE_PACE_MS;
+    int64_t flush_ms = 1000, pace_ms = NPS_MERGE_PACE_MS;
     double quiet_s = 0;
     for (int i = 1; i < argc; i++) {
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;

@@ -59,13 +59,6 @@
  * which freshness pays (bench/README.md, "End to end": 100 ms here gave
  * a p99 of 1.48-1.77 s at 20,000 events/s, 10 ms 1.42-1.43 s). */
 #define BATCH_WAIT_MS 10
-/* While a worker reads a backlog the flusher takes the workers' deltas at
- * most every MERGE_PACE_MS, so each delta covers more events and merging
- * them (nps_state_merge and the theme sketches, 10% of the engine's CPU
- * reading 1 M events) runs fewer times on cores the workers need; a
- * worker whose slot is still full keeps counting into its current delta.
- * bench/e2e, 8 alternating runs each: 4.75 s median against 4.96 s. */
-#define MERGE_PACE_MS 20
 #define REDIS_TIMEOUT_MS 30000
 #define REVOKE_FLUSH_WAIT_MS 10000
 #define SHUTDOWN_FLUSH_WAIT_MS 15000
@@ -1835,7 +1828,7 @@ static void *flusher_main(void *arg)
         pl->catch_up_pending |= st.caught_up;
         int64_t now = mono_ms();
         bool busy = false;
-        if (!st.behind || now >= last_take + MERGE_PACE_MS) {
+        if (!st.behind || now >= last_take + NPS_MERGE_PACE_MS) {
             busy = take_deltas(pl);
             last_take = now;
         }
