@@ -254,15 +254,22 @@ static bool series_add(series *s, int64_t index, const nps_counts *counts, uint6
     return true;
 }
 
+/* Each window's low pane at now_ms: older panes have left it (0 for
+ * `total`, which drops none). */
+static void window_lows(const nps_windows *windows, int64_t now_ms, int64_t *lows)
+{
+    for (int w = 0; w < windows->n; w++)
+        lows[w] = windows->w[w].size_ms ? nps_window_low_pane(&windows->w[w], now_ms) : 0;
+}
+
 void nps_state_advance(nps_state *state, int64_t now_ms)
 {
     const nps_windows *windows = &state->config->windows;
     int64_t lows[NPS_MAX_WINDOWS];
     bool moved = false;
-    for (int w = 0; w < windows->n; w++) {
-        lows[w] = windows->w[w].size_ms ? nps_window_low_pane(&windows->w[w], now_ms) : 0;
+    window_lows(windows, now_ms, lows);
+    for (int w = 0; w < windows->n; w++)
         moved |= windows->w[w].size_ms && lows[w] > state->floor_pane[w];
-    }
     if (!moved)
         return;
     for (int v = 0; v < state->config->views.nviews; v++) {
@@ -413,11 +420,10 @@ nps_status nps_state_merge(nps_state *state, const nps_delta *delta, int64_t now
         st->invalid[r] += delta->invalid[r];
     st->deltas++;
     int64_t low[NPS_MAX_WINDOWS];
-    for (int w = 0; w < windows->n; w++) {
-        low[w] = windows->w[w].size_ms ? nps_window_low_pane(&windows->w[w], now_ms) : 0;
+    window_lows(windows, now_ms, low);
+    for (int w = 0; w < windows->n; w++)
         if (low[w] < state->floor_pane[w]) /* a now behind the last advance */
             state->floor_pane[w] = low[w];
-    }
     nps_str values[NPS_MAX_DIMS];
     for (int v = 0; v < config->views.nviews; v++) {
         const nps_delta_view *dv = &delta->views[v];
