@@ -53,7 +53,6 @@
 
 #define NOW_MS 1763800000000LL
 #define SPREAD_MS (20 * 60 * 1000)
-#define PUBLISH_EVENTS 1024 /* pipeline.c: BATCH_MESSAGES */
 #define MAX_WORKERS 256
 #define MAX_RUNS 64
 
@@ -192,7 +191,7 @@ static void *worker_main(void *arg)
             i = 0;
         if (nps_shard_segments_at(w->shard, w->config->max_segments))
             nps_shard_drain(w->shard);
-        else if ((n + 1) % PUBLISH_EVENTS == 0)
+        else if ((n + 1) % NPS_BATCH_MESSAGES == 0)
             nps_shard_publish(w->shard); /* the merger is behind: keep counting */
     }
     nps_shard_drain(w->shard);
@@ -374,7 +373,9 @@ int main(int argc, char **argv)
     printf("# scaling: %" PRIu64 " events per worker (corpus of %zu each), 4 views + all, "
            "windows %s, publish every %d events, merges at most every %" PRId64
            " ms, flush every %" PRId64 " ms\n",
-           events, corpus_events, NPS_DEFAULT_WINDOWS, PUBLISH_EVENTS, pace_ms, flush_ms);
+           events, corpus_events, NPS_DEFAULT_WINDOWS, NPS_BATCH_MESSAGES, pace_ms, flush_ms);
+    /* bench/scaling.gp puts this in the plot's title */
+    printf("# machine: %ld CPUs online\n", sysconf(_SC_NPROCESSORS_ONLN));
     double medians[MAX_RUNS], cpu_medians[MAX_RUNS], one = 0;
     int used[MAX_RUNS];
     for (int k = 0; k < ncounts; k++) {

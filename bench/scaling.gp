@@ -3,7 +3,8 @@
 # Usage (from the repository root): gnuplot bench/scaling.gp
 set terminal pngcairo size 900,520 font ",11"
 set output "bench/scaling.png"
-set title "npstream: parse + aggregate with N workers and one merger (in-process source)"
+machine = system("sed -n 's/^# machine: //p' bench/scaling.dat")
+set title "npstream: parse + aggregate with N workers and one merger (in-process source)\n".machine
 set xlabel "worker threads"
 set ylabel "million events/s"
 set y2label "efficiency = rate(N) / (N * rate(1))"

@@ -52,9 +52,8 @@
 #error "flush payloads are encoded little-endian by memcpy"
 #endif
 
-#define BATCH_MESSAGES 1024
 /* The longest a worker waits for a batch to fill (librdkafka waits for
- * all BATCH_MESSAGES or this long): under load a batch fills in a few ms;
+ * all NPS_BATCH_MESSAGES or this long): under load a batch fills in a few ms;
  * at a low rate this bounds how long read events wait for the hand-off,
  * which freshness pays (bench/README.md, "End to end": 100 ms here gave
  * a p99 of 1.48-1.77 s at 20,000 events/s, 10 ms 1.42-1.43 s). */
@@ -716,13 +715,14 @@ static void *worker_main(void *arg)
 {
     worker *w = arg;
     pipeline *pl = w->pl;
-    rd_kafka_message_t *batch[BATCH_MESSAGES];
+    rd_kafka_message_t *batch[NPS_BATCH_MESSAGES];
     uint64_t errors = 0;
     while (!atomic_load(&pl->stop)) {
         if (w->epoch != atomic_load(&pl->epoch))
             resync_worker(w);
         nps_shard_set_now(w->shard, nps_clock_now_ms(pl->config));
-        ssize_t n = rd_kafka_consume_batch_queue(w->queue, BATCH_WAIT_MS, batch, BATCH_MESSAGES);
+        ssize_t n =
+            rd_kafka_consume_batch_queue(w->queue, BATCH_WAIT_MS, batch, NPS_BATCH_MESSAGES);
         for (ssize_t i = 0; i < n; i++) {
             rd_kafka_message_t *m = batch[i];
             if (m->err) {
@@ -743,7 +743,7 @@ static void *worker_main(void *arg)
          * caught up: it tells the flusher, which publishes when no worker
          * lags, without waiting for its tick. */
         bool handed = publish(w, false);
-        if (n == BATCH_MESSAGES) {
+        if (n == NPS_BATCH_MESSAGES) {
             atomic_store(&w->lagging, true);
             atomic_store(&w->behind, true);
         } else {

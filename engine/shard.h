@@ -83,6 +83,11 @@ bool nps_shard_publish(nps_shard *shard);
  * until the merger has taken the delta. */
 void nps_shard_drain(nps_shard *shard);
 
+/* A worker consumes up to NPS_BATCH_MESSAGES messages at a time and
+ * offers its delta to the merger after each batch (engine/pipeline.c's
+ * worker_main; bench/scaling hands off as often). */
+#define NPS_BATCH_MESSAGES 1024
+
 /* While a worker reads a backlog the merger takes its deltas at most
  * every NPS_MERGE_PACE_MS, so each delta covers more events and merging
  * them (nps_state_merge and the theme sketches, 10% of the engine's CPU
