@@ -23,26 +23,32 @@ struct Corpus {
     size_t bytes = 0;
 };
 
-// Events whose timestamps spread over [now - spread_ms, now], out of order.
-inline const Corpus &corpus(int64_t spread_ms = 20 * 60 * 1000)
+// Append n events of the generator seeded with `seed`, their timestamps
+// spread over [now - spread_ms, now], out of order.
+inline void generate(Corpus *c, uint64_t seed, int64_t spread_ms, size_t n)
 {
-    static std::map<int64_t, Corpus> cache;
-    Corpus &c = cache[spread_ms];
-    if (!c.events.empty())
-        return c;
     nps_gen_options options{};
-    options.seed = 42;
+    options.seed = seed;
     options.now_ms = kNow;
     options.spread_ms = spread_ms;
     nps_error err;
     nps_gen *gen = nps_gen_new(&options, &err);
     char msg[1024], key[64];
-    for (size_t i = 0; i < kCorpusEvents; i++) {
+    for (size_t i = 0; i < n; i++) {
         size_t len = nps_gen_next(gen, msg, sizeof(msg), key, sizeof(key));
-        c.events.emplace_back(msg, len);
-        c.bytes += len;
+        c->events.emplace_back(msg, len);
+        c->bytes += len;
     }
     nps_gen_destroy(gen);
+}
+
+// The shared corpus of kCorpusEvents events for a spread.
+inline const Corpus &corpus(int64_t spread_ms = 20 * 60 * 1000)
+{
+    static std::map<int64_t, Corpus> cache;
+    Corpus &c = cache[spread_ms];
+    if (c.events.empty())
+        generate(&c, 42, spread_ms, kCorpusEvents);
     return c;
 }
 

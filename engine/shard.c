@@ -12,17 +12,34 @@
 #include "handoff.h"
 #include "window.h"
 
+/* A message parsed before its turn (nps_shard_next): its event, and its
+ * id's dedup key with the table slot already being loaded. Each slot has
+ * its own parser, whose scratch buffer the event's strings may point
+ * into. */
+typedef struct parsed {
+    nps_event_parser *parser;
+    const char *msg; /* NULL: nothing here */
+    size_t len;
+    nps_invalid_reason reason;
+    uint64_t dedup_hash; /* 0: not judged, or no table given */
+    nps_event event;
+    char detail[256];
+} parsed;
+
 struct nps_shard {
     const nps_config *config;
-    nps_event_parser *parser;
+    parsed slots[2]; /* the message being counted, and the next one */
+    int ahead;       /* the slot holding the next message; -1: none */
+    const char *next_msg;
+    size_t next_len;
+    nps_dedup *next_dedup;
     nps_delta *deltas[2];
     nps_delta *current; /* the worker's; the other is with the merger or spare */
     nps_handoff handoff;
     int64_t now_ms;
-    int64_t future_limit_ms; /* now + max skew */
-    nps_pane_plan plan;      /* delta panes at now */
-    nps_dedup *dedup;        /* the current partition's ids; NULL: off */
-    nps_event event;
+    int64_t future_limit_ms;           /* now + max skew */
+    nps_pane_plan plan;                /* delta panes at now */
+    nps_dedup *dedup;                  /* the current partition's ids; NULL: off */
     uint32_t dim_ids[NPS_MAX_DIMS];    /* the event's values, interned in the delta */
     uint64_t dim_hashes[NPS_MAX_DIMS]; /* their XXH3 hashes, where a path needs them */
     nps_stop_words *stop;
@@ -40,9 +57,12 @@ nps_shard *nps_shard_new(const nps_config *config, nps_error *err)
     }
     shard->config = config;
     shard->detractor_view = nps_views_detractor_view(&config->views);
-    shard->parser = nps_event_parser_new(&config->views, config->max_event_bytes, err);
-    if (!shard->parser)
-        goto out_free_shard;
+    shard->ahead = -1;
+    for (int i = 0; i < 2; i++) {
+        shard->slots[i].parser = nps_event_parser_new(&config->views, config->max_event_bytes, err);
+        if (!shard->slots[i].parser)
+            goto out_free_parsers;
+    }
     shard->stop = nps_stop_words_new(err);
     if (!shard->stop)
         goto out_free_deltas;
@@ -60,8 +80,9 @@ out_free_deltas:
     nps_delta_destroy(shard->deltas[0]);
     nps_delta_destroy(shard->deltas[1]);
     nps_stop_words_destroy(shard->stop);
-    nps_event_parser_destroy(shard->parser);
-out_free_shard:
+out_free_parsers:
+    nps_event_parser_destroy(shard->slots[0].parser);
+    nps_event_parser_destroy(shard->slots[1].parser);
     free(shard);
     return NULL;
 }
@@ -73,7 +94,8 @@ void nps_shard_destroy(nps_shard *shard)
     nps_delta_destroy(shard->deltas[0]);
     nps_delta_destroy(shard->deltas[1]);
     nps_stop_words_destroy(shard->stop);
-    nps_event_parser_destroy(shard->parser);
+    nps_event_parser_destroy(shard->slots[0].parser);
+    nps_event_parser_destroy(shard->slots[1].parser);
     free(shard);
 }
 
@@ -113,15 +135,58 @@ void nps_shard_set_dedup(nps_shard *shard, nps_dedup *table)
     shard->dedup = table;
 }
 
-/* The dedup key of the event's id, its table slot prefetched; 0 when the
- * event is not judged (no table, a `sent` event, no id, no partition). */
-static uint64_t dedup_key(nps_shard *shard, const nps_event *ev, int32_t partition)
+/* The dedup key of the event's id, its slot in `table` prefetched; 0
+ * when the event is not judged (no table, a `sent` event, no id). */
+static uint64_t dedup_key(nps_dedup *table, const nps_event *ev)
 {
-    if (!shard->dedup || ev->sent || ev->id.len == 0 || partition < 0)
+    if (!table || ev->sent || ev->id.len == 0)
         return 0;
     uint64_t hash = nps_dedup_hash(ev->id.ptr, ev->id.len);
-    nps_dedup_prefetch(shard->dedup, hash);
+    nps_dedup_prefetch(table, hash);
     return hash;
+}
+
+void nps_shard_next(nps_shard *shard, const char *msg, size_t len, nps_dedup *table)
+{
+    shard->next_msg = msg;
+    shard->next_len = len;
+    shard->next_dedup = table;
+    if (!msg)
+        shard->ahead = -1;
+}
+
+/* The parse of `msg` in a slot: the one read ahead when it is this
+ * message, else parsed now. Then the next message announced, if any, is
+ * parsed into the other slot and its dedup slot starts loading: that
+ * cache miss overlaps the counting of this message. */
+static parsed *parse_in_turn(nps_shard *shard, const char *msg, size_t len, char *detail,
+                             size_t detail_size)
+{
+    parsed *cur;
+    if (shard->ahead >= 0 && shard->slots[shard->ahead].msg == msg &&
+        shard->slots[shard->ahead].len == len) {
+        cur = &shard->slots[shard->ahead];
+        if (cur->reason != NPS_VALID && detail && detail_size)
+            snprintf(detail, detail_size, "%s", cur->detail);
+    } else {
+        cur = &shard->slots[0];
+        cur->reason = nps_event_parse(cur->parser, msg, len, &cur->event, detail, detail_size);
+        cur->dedup_hash = 0;
+    }
+    cur->msg = NULL; /* counted now: never matched again */
+    shard->ahead = -1;
+    if (shard->next_msg) {
+        parsed *next = cur == &shard->slots[0] ? &shard->slots[1] : &shard->slots[0];
+        next->msg = shard->next_msg;
+        next->len = shard->next_len;
+        next->reason = nps_event_parse(next->parser, next->msg, next->len, &next->event,
+                                       next->detail, sizeof(next->detail));
+        next->dedup_hash =
+            next->reason == NPS_VALID ? dedup_key(shard->next_dedup, &next->event) : 0;
+        shard->ahead = (int)(next - shard->slots);
+        shard->next_msg = NULL;
+    }
+    return cur;
 }
 
 /* Judge a valid response's id; false only when memory runs out. `hash`:
@@ -162,9 +227,10 @@ nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
 {
     nps_delta *delta = shard->current;
     const nps_config *config = shard->config;
-    nps_event *ev = &shard->event;
+    parsed *in = parse_in_turn(shard, msg, len, detail, detail_size);
+    const nps_event *ev = &in->event;
     delta->messages++;
-    *reason = nps_event_parse(shard->parser, msg, len, ev, detail, detail_size);
+    *reason = in->reason;
     if (*reason != NPS_VALID) {
         delta->invalid[*reason]++;
         return NPS_OK;
@@ -178,7 +244,9 @@ nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
                      (long long)ts, (long long)config->max_skew_ms, (long long)shard->now_ms);
         return NPS_OK;
     }
-    uint64_t dedup_hash = dedup_key(shard, ev, partition);
+    uint64_t dedup_hash = 0; /* from the read-ahead (nps_shard_next), or now */
+    if (shard->dedup && partition >= 0)
+        dedup_hash = in->dedup_hash ? in->dedup_hash : dedup_key(shard->dedup, ev);
     int64_t pane_index;
     int64_t pane = nps_pane_plan_key(&shard->plan, ts, &pane_index);
     bool late = ts < shard->plan.late_before_ts;

@@ -58,6 +58,18 @@ nps_status nps_shard_add_fenced(nps_shard *shard, const char *msg, size_t len,
                                 uint32_t buckets, int32_t partition, int64_t offset,
                                 nps_invalid_reason *reason, char *detail, size_t detail_size);
 
+/* @locality worker. The message the caller will count after the one it
+ * counts next, with its partition's dedup table (NULL: none): the next
+ * nps_shard_add_fenced parses it ahead, before counting its own message,
+ * and starts loading its dedup slot, so that the cache miss of a large
+ * table overlaps that counting instead of stalling the worker; the call
+ * that counts it then uses that parse. `msg` must stay valid and
+ * unchanged until then. msg NULL announces none and drops a message read
+ * ahead: call it so when a batch ends, since a message read ahead but
+ * never counted (skipped by the caller) must not be matched later by
+ * address. Either way each message is counted exactly as without it. */
+void nps_shard_next(nps_shard *shard, const char *msg, size_t len, nps_dedup *table);
+
 /* @locality worker. The dedup table (dedup.h) of the partition whose
  * messages nps_shard_add_fenced counts next; NULL: no dedup. A response
  * with an `id` that the table judges a duplicate is counted nowhere but
